@@ -1,0 +1,73 @@
+# The book: text notebooks -> papermill (profile from PROFILE) -> Jupyter Book -> _build/html.
+#   make book                 build the HTML book (default; reuses stored results)
+#   make execute PROFILE=full rerun every notebook, recomputing results, then build the HTML
+#   make test                 the test suite
+#   make clean                remove builds (keeps .venv, data and stored results)
+# Every target sets itself up first: a virtual environment in .venv and the offline data.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := book
+MAKEFLAGS += --no-builtin-rules
+
+PROFILE ?= cpu
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+DATA_READY := $(VENV)/.data-ready
+
+EXECUTED_DIR := _build/executed/$(PROFILE)
+# Text notebooks are the .md files whose front matter names a kernel (jupytext MyST format).
+TEXT_NOTEBOOKS := $(shell grep -rl --include='*.md' '^kernelspec:' book | sort)
+PAGES := $(shell find book -type f -not -path '*/_build/*' | sort)
+EXECUTED := $(patsubst %.md,$(EXECUTED_DIR)/%.ipynb,$(TEXT_NOTEBOOKS))
+LIBRARY := $(shell find lib -name '*.py' | sort)
+HTML_INDEX := _build/html/index.html
+PROFILE_MARK := _build/profile
+
+.PHONY: book execute test clean setup data FORCE
+
+book: $(HTML_INDEX)
+
+setup: $(INSTALLED)
+data: $(DATA_READY)
+
+# torch first and alone, so pip takes the local CPU wheel; then the exact pins; then the package.
+$(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$$(grep -E '^torch==' requirements.txt)"
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps --editable .
+	touch $@
+
+$(DATA_READY): $(INSTALLED)
+	$(PY) -m prunelimit.data setup
+	touch $@
+
+# One executed notebook per text notebook; a failing cell deletes the half-written output.
+$(EXECUTED_DIR)/%.ipynb: %.md $(LIBRARY) | $(INSTALLED) $(DATA_READY)
+	$(PY) -m prunelimit.book_pipeline execute $< $@ --profile $(PROFILE) $(if $(RECOMPUTE),--recompute)
+
+# Rewritten only when PROFILE changes, so switching profiles rebuilds the HTML.
+$(PROFILE_MARK): FORCE
+	@mkdir -p $(@D)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(PROFILE)" ] || echo "$(PROFILE)" > $@
+
+$(HTML_INDEX): $(EXECUTED) $(PAGES) _config.yml _toc.yml $(PROFILE_MARK) | $(INSTALLED)
+	$(PY) -m prunelimit.book_pipeline build --executed $(EXECUTED_DIR)
+
+execute: | $(INSTALLED) $(DATA_READY)
+	rm -rf $(EXECUTED_DIR)
+	$(MAKE) --no-print-directory book PROFILE=$(PROFILE) RECOMPUTE=1
+
+test: | $(INSTALLED) $(DATA_READY)
+	$(PY) -m pytest
+
+clean:
+	rm -rf _build
+
+FORCE:

@@ -1,0 +1,156 @@
+"""Text notebook -> executed notebook -> static HTML book.
+
+1. ``execute``: a MyST text notebook under ``book/`` is converted by jupytext and run by papermill
+   with the parameters ``profile`` and ``recompute``; the executed ``.ipynb`` is written atomically.
+2. ``build``: a site folder is staged from ``_config.yml``, ``_toc.yml`` and ``book/``, with each text
+   notebook replaced by its executed version, and Jupyter Book (execution off) renders it with
+   ``-W --keep-going``, so any warning or missing output fails the build.
+
+The Makefile calls this module per notebook (``python -m prunelimit.book_pipeline execute ...``);
+the tests call the same functions.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jupytext
+import nbformat
+import papermill
+
+from prunelimit.experiments import check_profile
+
+BOOK_FOLDER = "book"
+BOOK_CONFIG_FILES = ("_config.yml", "_toc.yml")
+PARAMETERS_TAG = "parameters"
+
+
+class NotebookError(RuntimeError):
+    """A notebook could not be executed; the message names the notebook and the failing cell."""
+
+
+def _front_matter(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return []
+    end = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == "---"), 0)
+    return lines[1:end]
+
+
+def is_text_notebook(path: Path) -> bool:
+    """A ``.md`` file whose YAML front matter names a kernel (jupytext's MyST notebook format)."""
+    return path.suffix == ".md" and any(line.startswith("kernelspec:") for line in _front_matter(path))
+
+
+def text_notebooks(book_dir: Path) -> list[Path]:
+    """All text notebooks below ``book_dir``, sorted."""
+    return sorted(path for path in book_dir.rglob("*.md") if is_text_notebook(path))
+
+
+def _hide_injected_parameters(notebook: nbformat.NotebookNode) -> None:
+    """Papermill's injected cell repeats the parameters the page prints anyway: drop it from HTML."""
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+
+
+def execute_notebook(
+    source: Path, output: Path, profile: str, recompute: bool = False, progress: bool = False
+) -> None:
+    """Run text notebook ``source`` with papermill in its own folder; write ``output`` atomically.
+
+    Raises NotebookError with the cell's error and traceback when a cell raises; ``output`` is
+    then left untouched.
+    """
+    check_profile(profile)
+    notebook = jupytext.read(source)
+    if not any(PARAMETERS_TAG in cell.metadata.get("tags", []) for cell in notebook.cells):
+        raise NotebookError(
+            f"{source}: no cell is tagged '{PARAMETERS_TAG}'. Add a code cell with "
+            f":tags: [{PARAMETERS_TAG}] that sets profile = \"cpu\" and recompute = False."
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
+        converted, executed = Path(scratch, "input.ipynb"), Path(scratch, "executed.ipynb")
+        nbformat.write(notebook, converted)
+        try:
+            papermill.execute_notebook(
+                str(converted), str(executed), cwd=str(source.parent), progress_bar=progress,
+                parameters={"profile": profile, "recompute": recompute}, log_output=False,
+            )
+        except papermill.PapermillExecutionError as error:
+            raise NotebookError(f"{source} failed with profile={profile}:\n{error}") from None
+        result = nbformat.read(executed, as_version=4)
+        _hide_injected_parameters(result)
+        nbformat.write(result, executed)
+        executed.replace(output)
+
+
+def stage_site(project: Path, executed_dir: Path, site: Path) -> Path:
+    """Fill ``site`` with the book's config and pages, executed notebooks in place of text ones.
+
+    ``executed_dir`` mirrors the project: ``book/x.md`` is expected at ``executed_dir/book/x.ipynb``.
+    Files are copied with their times, so Sphinx rebuilds only what changed.
+    """
+    if site.exists():
+        shutil.rmtree(site)
+    site.mkdir(parents=True)
+    for name in BOOK_CONFIG_FILES:
+        shutil.copy2(project / name, site / name)
+    for path in sorted((project / BOOK_FOLDER).rglob("*")):
+        if path.is_dir() or "_build" in path.parts or ".ipynb_checkpoints" in path.parts:
+            continue
+        relative = path.relative_to(project)
+        if is_text_notebook(path):
+            executed = executed_dir / relative.with_suffix(".ipynb")
+            if not executed.is_file():
+                raise FileNotFoundError(f"{executed} is missing: execute {relative} first (make book)")
+            path, relative = executed, relative.with_suffix(".ipynb")
+        (site / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, site / relative)
+    return site
+
+
+def build_html(site: Path, output_root: Path) -> Path:
+    """Render ``site`` with Jupyter Book into ``output_root/_build/html``; the index page's path.
+
+    Raises subprocess.CalledProcessError (its output holds Sphinx's warnings) when the build fails.
+    """
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jupyter_book), "build", str(site), "--path-output", str(output_root),
+               "--builder", "html", "-W", "--keep-going"]
+    subprocess.run(command, check=True)
+    return output_root / "_build" / "html" / "index.html"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m prunelimit.book_pipeline")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("execute", help="execute one text notebook with papermill")
+    run.add_argument("source", type=Path)
+    run.add_argument("output", type=Path)
+    run.add_argument("--profile", required=True)
+    run.add_argument("--recompute", action="store_true", help="ignore stored results")
+    build = commands.add_parser("build", help="stage the site and build the HTML book")
+    build.add_argument("--executed", type=Path, required=True, help="folder of executed notebooks")
+    build.add_argument("--site", type=Path, default=Path("_build/site"))
+    build.add_argument("--output-root", type=Path, default=Path("."))
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "execute":
+            execute_notebook(args.source, args.output, args.profile, args.recompute, progress=True)
+        else:
+            site = stage_site(Path.cwd(), args.executed, args.site)
+            print(f"built {build_html(site, args.output_root)}")
+    except (NotebookError, FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    except subprocess.CalledProcessError as error:
+        sys.exit(f"error: jupyter-book build failed (exit {error.returncode}); see its output above")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""What a run ran on: versions, device and profile, for the top of every executed notebook."""
+
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+
+import torch
+
+from prunelimit.paths import project_root
+
+REPORTED_PACKAGES = ("torch", "numpy", "scipy", "matplotlib", "papermill", "jupytext", "jupyter-book")
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _git_commit() -> str:
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=project_root(),
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return described.stdout.strip()
+
+
+def device_description() -> str:
+    """The accelerator torch will use, or the CPU with its thread count."""
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    return f"cpu: {os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads"
+
+
+def environment_report(profile: str) -> dict[str, str]:
+    """Name -> value lines describing this run (profile, commit, Python, packages, device)."""
+    report = {
+        "profile": profile,
+        "commit": _git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device_description(),
+    }
+    report.update({name: _package_version(name) for name in REPORTED_PACKAGES})
+    return report
+
+
+def format_report(report: dict[str, str]) -> str:
+    """Aligned ``name  value`` lines."""
+    width = max(map(len, report))
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in report.items())

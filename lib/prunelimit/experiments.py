@@ -1,0 +1,122 @@
+"""Profiles, experiment configs and the results store.
+
+Every experiment notebook takes a ``profile`` parameter:
+- ``smoke``: seconds per notebook on tiny data (the tests run every notebook this way);
+- ``cpu``: real offline data, minutes per notebook on a 2-core machine (the committed book);
+- ``full``: the paper's tasks and recipe, for a GPU box.
+
+Results are stored as JSON under ``results/<profile>/<experiment>/<config hash>.json``. A stored
+result is reused when its config is identical; writes are atomic (temporary file, then rename),
+so an interrupted run leaves either the old file or the new one, and reruns resume from there.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prunelimit.data import class_summary, load_dataset
+from prunelimit.paths import results_root
+
+PROFILES = ("smoke", "cpu", "full")
+
+JSONValue = Any  # a value json.dumps accepts: dict, list, str, int, float, bool, None
+
+
+def check_profile(profile: str) -> str:
+    """Return ``profile`` if it is known; a ValueError that lists the choices otherwise."""
+    if profile not in PROFILES:
+        raise ValueError(
+            f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} "
+            f"(for example `make book PROFILE=cpu`, or papermill -p profile cpu)"
+        )
+    return profile
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSummaryConfig:
+    """Which examples the reproducibility page summarises."""
+
+    dataset: str = "fashion-mnist"
+    split: str = "train"
+    examples: int = 60_000
+
+    @classmethod
+    def for_profile(cls, profile: str) -> "DataSummaryConfig":
+        sizes = {"smoke": 1_000, "cpu": 60_000, "full": 60_000}
+        return cls(examples=sizes[check_profile(profile)])
+
+
+def summarise_data(config: DataSummaryConfig) -> dict[str, list]:
+    """Class counts, class-mean images and pixel statistics of the configured examples."""
+    return class_summary(*load_dataset(config.dataset, config.split, limit=config.examples))
+
+
+def config_hash(config: Any) -> str:
+    """Stable 16-hex-digit digest of a dataclass or JSON-able config (key order does not matter)."""
+    as_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    canonical = json.dumps(as_dict, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: Path, payload: JSONValue) -> None:
+    """Write JSON so that readers see the old file or the complete new one, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=1, sort_keys=True, allow_nan=False)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    Path(handle.name).replace(path)
+
+
+def _check_finite(value: JSONValue, where: str = "result") -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} is {value}: a NaN or infinite result is not stored; check the loss")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{where}[{index}]")
+
+
+class ResultsStore:
+    """Stored results of one experiment under one profile.
+
+    >>> store = ResultsStore("data_summary", "cpu")
+    >>> result = store.load_or_compute(config, lambda: {"accuracy": 0.88})
+    """
+
+    def __init__(self, experiment: str, profile: str, root: Path | None = None) -> None:
+        self.folder = (root or results_root()) / check_profile(profile) / experiment
+
+    def path(self, config: Any) -> Path:
+        return self.folder / f"{config_hash(config)}.json"
+
+    def load(self, config: Any) -> JSONValue | None:
+        """The stored result for exactly this config, or None."""
+        path = self.path(config)
+        return json.loads(path.read_text())["result"] if path.is_file() else None
+
+    def save(self, config: Any, result: JSONValue) -> Path:
+        _check_finite(result)
+        as_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+        path = self.path(config)
+        write_json_atomic(path, {"config": as_dict, "result": result})
+        return path
+
+    def load_or_compute(
+        self, config: Any, compute: Callable[[], JSONValue], recompute: bool = False
+    ) -> JSONValue:
+        """The stored result when present (and ``recompute`` is False), else ``compute()``, stored."""
+        stored = None if recompute else self.load(config)
+        if stored is not None:
+            return stored
+        self.save(config, compute())
+        return self.load(config)  # the stored form, so a first run and a rerun return the same
