@@ -65,6 +65,8 @@ execute: | $(INSTALLED) $(DATA_READY)
 	$(MAKE) --no-print-directory book PROFILE=$(PROFILE) RECOMPUTE=1
 
 test: | $(INSTALLED) $(DATA_READY)
+	$(PY) -m ruff check lib tests benchmarks
+	$(PY) -m ruff format --check lib tests benchmarks
 	$(PY) -m pytest
 
 clean:

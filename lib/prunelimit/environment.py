@@ -3,13 +3,22 @@
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
 from prunelimit.paths import project_root
 
-REPORTED_PACKAGES = ("torch", "numpy", "scipy", "matplotlib", "papermill", "jupytext", "jupyter-book")
+REPORTED_PACKAGES = (
+    "torch",
+    "numpy",
+    "scipy",
+    "matplotlib",
+    "papermill",
+    "jupytext",
+    "jupyter-book",
+)
 
 
 def _package_version(name: str) -> str:
@@ -22,8 +31,12 @@ def _package_version(name: str) -> str:
 def _git_commit() -> str:
     try:
         described = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=project_root(),
-            capture_output=True, text=True, timeout=10, check=True,
+            ["git", "describe", "--always", "--dirty"],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
@@ -50,7 +63,11 @@ def environment_report(profile: str) -> dict[str, str]:
     return report
 
 
-def format_report(report: dict[str, str]) -> str:
-    """Aligned ``name  value`` lines."""
+def _shown(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def format_report(report: Mapping[str, object]) -> str:
+    """Aligned ``name  value`` lines (values formatted with ``str``; ints with thousands commas)."""
     width = max(map(len, report))
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in report.items())
+    return "\n".join(f"{name:<{width}}  {_shown(value)}" for name, value in report.items())

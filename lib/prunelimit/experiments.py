@@ -72,12 +72,15 @@ def write_json_atomic(path: Path, payload: JSONValue) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+    os.chmod(handle.name, 0o644)  # temporary files are private (0600); results are shared files
     Path(handle.name).replace(path)
 
 
 def _check_finite(value: JSONValue, where: str = "result") -> None:
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where} is {value}: a NaN or infinite result is not stored; check the loss")
+        raise ValueError(
+            f"{where} is {value}: a NaN or infinite result is not stored; check the loss"
+        )
     if isinstance(value, dict):
         for key, item in value.items():
             _check_finite(item, f"{where}[{key!r}]")
@@ -114,7 +117,7 @@ class ResultsStore:
     def load_or_compute(
         self, config: Any, compute: Callable[[], JSONValue], recompute: bool = False
     ) -> JSONValue:
-        """The stored result when present (and ``recompute`` is False), else ``compute()``, stored."""
+        """The stored result if present and not ``recompute``; else ``compute()``, then stored."""
         stored = None if recompute else self.load(config)
         if stored is not None:
             return stored

@@ -25,7 +25,7 @@ def _root(env_var: str, default_name: str) -> Path:
 
 
 def data_root() -> Path:
-    """Folder for data sets the project downloads itself: ``$PRUNELIMIT_DATA`` or ``<root>/data``."""
+    """Folder for data sets the project downloads: ``$PRUNELIMIT_DATA`` or ``<root>/data``."""
     return _root(DATA_ENV, "data")
 
 

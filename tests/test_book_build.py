@@ -1,0 +1,53 @@
+"""The book builds with -W from the smoke-executed notebooks, and renders math from local files."""
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from prunelimit.book_pipeline import build_html, stage_site, text_notebooks
+
+from tests.conftest import BOOK, PROJECT
+
+MATHJAX_SCRIPT = re.compile(r'<script[^>]*\bsrc="([^"]*mathjax[^"]*)"', re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def html_root(
+    tmp_path_factory: pytest.TempPathFactory,
+    executed_dir: Path,
+    execute_smoke: Callable[[Path], Path],
+) -> Path:
+    for source in text_notebooks(BOOK):
+        execute_smoke(source)
+    scratch = tmp_path_factory.mktemp("book")
+    index = build_html(stage_site(PROJECT, executed_dir, scratch / "site"), scratch)
+    assert index.is_file()
+    return index.parent
+
+
+def test_every_page_in_the_toc_is_built(html_root: Path) -> None:
+    toc_files = re.findall(r"(?:root|file):\s*(\S+)", (PROJECT / "_toc.yml").read_text())
+    assert toc_files
+    for name in toc_files:
+        assert (html_root / f"{name}.html").is_file(), name
+
+
+def test_mathjax_is_loaded_from_a_local_file(html_root: Path) -> None:
+    page = html_root / "book" / "intro.html"
+    sources = MATHJAX_SCRIPT.findall(page.read_text())
+    assert sources, "intro.html loads no MathJax script"
+    for source in sources:
+        assert not urlparse(source).scheme and not source.startswith("//"), (
+            f"remote MathJax: {source}"
+        )
+        script = (page.parent / source).resolve()
+        assert script.is_file() and script.is_relative_to(html_root.resolve()), source
+
+
+def test_executed_outputs_reach_the_html(html_root: Path) -> None:
+    page = (html_root / "book" / "reproducibility.html").read_text()
+    assert re.search(r"profile\s+smoke", page), "the printed environment is missing"
+    assert re.search(r'<img[^>]+src="[^"]+\.png"', page), "the figure is missing"
+    assert "injected-parameters" not in page

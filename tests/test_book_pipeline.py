@@ -1,0 +1,84 @@
+"""The pipeline's failure paths: a raising cell, a missing parameters cell, a missing output."""
+
+from pathlib import Path
+
+import pytest
+from prunelimit.book_pipeline import (
+    NotebookError,
+    execute_notebook,
+    is_text_notebook,
+    stage_site,
+)
+
+FRONT_MATTER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+PARAMETERS = """
+```{code-cell} ipython3
+:tags: [parameters]
+
+profile = "cpu"
+recompute = False
+```
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_text_notebooks_are_told_from_plain_pages(tmp_path: Path) -> None:
+    assert is_text_notebook(write(tmp_path / "nb.md", FRONT_MATTER + "# Title\n"))
+    assert not is_text_notebook(write(tmp_path / "page.md", "# Title\nkernelspec: in the body\n"))
+    assert not is_text_notebook(write(tmp_path / "meta.md", "---\ntitle: x\n---\nkernelspec: no\n"))
+
+
+def test_a_raising_cell_fails_with_its_error_and_writes_nothing(tmp_path: Path) -> None:
+    body = (
+        PARAMETERS
+        + '\n```{code-cell} ipython3\nraise RuntimeError(f"cell failed under {profile}")\n```\n'
+    )
+    source = write(tmp_path / "broken.md", FRONT_MATTER + body)
+    output = tmp_path / "out" / "broken.ipynb"
+    with pytest.raises(NotebookError, match="cell failed under smoke") as raised:
+        execute_notebook(source, output, profile="smoke")
+    assert "RuntimeError" in str(raised.value) and "broken.md" in str(raised.value)
+    assert not output.exists()
+    assert list(output.parent.iterdir()) == [], "a scratch file was left behind"
+
+
+def test_a_notebook_without_parameters_cell_is_refused(tmp_path: Path) -> None:
+    source = write(tmp_path / "plain.md", FRONT_MATTER + "```{code-cell} ipython3\n1 + 1\n```\n")
+    with pytest.raises(NotebookError, match="tagged 'parameters'"):
+        execute_notebook(source, tmp_path / "plain.ipynb", profile="smoke")
+
+
+def test_an_unknown_profile_is_refused_before_running(tmp_path: Path) -> None:
+    source = write(tmp_path / "nb.md", FRONT_MATTER + PARAMETERS)
+    with pytest.raises(ValueError, match=r"unknown profile 'gpu'.*smoke, cpu, full"):
+        execute_notebook(source, tmp_path / "nb.ipynb", profile="gpu")
+
+
+def test_staging_replaces_text_notebooks_by_executed_ones(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    for name in ("_config.yml", "_toc.yml"):
+        write(project / name, "x: 1\n")
+    write(project / "book" / "intro.md", "# Intro\n")
+    write(project / "book" / "part" / "nb.md", FRONT_MATTER + PARAMETERS)
+    executed = tmp_path / "executed"
+    with pytest.raises(FileNotFoundError, match=r"nb\.ipynb is missing"):
+        stage_site(project, executed, tmp_path / "site")
+    write(executed / "book" / "part" / "nb.ipynb", "{}")
+    site = stage_site(project, executed, tmp_path / "site")
+    staged = sorted(str(path.relative_to(site)) for path in site.rglob("*") if path.is_file())
+    assert staged == ["_config.yml", "_toc.yml", "book/intro.md", "book/part/nb.ipynb"]

@@ -1,0 +1,87 @@
+"""Profiles and the results store: hashing, reuse, recompute, atomic writes, refusal of NaN."""
+
+import json
+from pathlib import Path
+
+import pytest
+from prunelimit.experiments import (
+    DataSummaryConfig,
+    ResultsStore,
+    check_profile,
+    config_hash,
+    write_json_atomic,
+)
+
+
+def test_profiles() -> None:
+    assert [check_profile(name) for name in ("smoke", "cpu", "full")] == ["smoke", "cpu", "full"]
+    with pytest.raises(ValueError, match=r"unknown profile 'fast'.*PROFILE=cpu"):
+        check_profile("fast")
+    assert (
+        DataSummaryConfig.for_profile("smoke").examples
+        < DataSummaryConfig.for_profile("cpu").examples
+    )
+
+
+def test_config_hash_depends_on_content_not_key_order() -> None:
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+    assert config_hash(DataSummaryConfig()) == config_hash(
+        {"dataset": "fashion-mnist", "split": "train", "examples": 60_000}
+    )
+
+
+class Counter:
+    def __init__(self, result: object) -> None:
+        self.calls, self.result = 0, result
+
+    def __call__(self) -> object:
+        self.calls += 1
+        return self.result
+
+
+def test_results_are_stored_reused_and_recomputed(tmp_path: Path) -> None:
+    store = ResultsStore("demo", "smoke", root=tmp_path)
+    compute = Counter({"loss": 0.25, "curve": (1.0, 0.5)})
+    first = store.load_or_compute({"seed": 1}, compute)
+    assert first == {
+        "loss": 0.25,
+        "curve": [1.0, 0.5],
+    }  # the stored (JSON) form, also on a first run
+    assert store.load_or_compute({"seed": 1}, compute) == first and compute.calls == 1
+    store.load_or_compute({"seed": 2}, compute)
+    assert compute.calls == 2, "a different config must not reuse a stored result"
+    store.load_or_compute({"seed": 1}, compute, recompute=True)
+    assert compute.calls == 3
+    stored = json.loads(store.path({"seed": 1}).read_text())
+    assert stored["config"] == {"seed": 1}
+    assert store.path({"seed": 1}).parent == tmp_path / "smoke" / "demo"
+    assert store.path({"seed": 1}).stat().st_mode & 0o777 == 0o644
+
+
+def test_a_failing_computation_keeps_the_old_result(tmp_path: Path) -> None:
+    store = ResultsStore("demo", "cpu", root=tmp_path)
+    store.save({"seed": 1}, {"loss": 1.0})
+
+    def crash() -> dict:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.load_or_compute({"seed": 1}, crash, recompute=True)
+    assert store.load({"seed": 1}) == {"loss": 1.0}
+    assert [path.name for path in store.folder.iterdir()] == [store.path({"seed": 1}).name]
+
+
+def test_nan_results_are_refused_with_a_clear_error(tmp_path: Path) -> None:
+    store = ResultsStore("demo", "cpu", root=tmp_path)
+    with pytest.raises(ValueError, match=r"result\['curve'\]\[1\] is nan"):
+        store.save({"seed": 1}, {"curve": [0.5, float("nan")]})
+    assert not store.folder.exists() or not any(store.folder.iterdir())
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "result.json"
+    write_json_atomic(target, {"x": 1})
+    write_json_atomic(target, {"x": 2})
+    assert json.loads(target.read_text()) == {"x": 2}
+    assert [path.name for path in target.parent.iterdir()] == ["result.json"]
