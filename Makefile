@@ -24,12 +24,13 @@ TEXT_NOTEBOOKS := $(shell grep -rl --include='*.md' '^kernelspec:' book | sort)
 PAGES := $(shell find book -type f -not -path '*/_build/*' | sort)
 EXECUTED := $(patsubst %.md,$(EXECUTED_DIR)/%.ipynb,$(TEXT_NOTEBOOKS))
 LIBRARY := $(shell find lib -name '*.py' | sort)
-HTML_INDEX := _build/html/index.html
+# Jupyter Book writes index.html only when missing, so a stamp marks a finished build.
+BOOK_BUILT := _build/html/.book-built
 PROFILE_MARK := _build/profile
 
 .PHONY: book execute test clean setup data FORCE
 
-book: $(HTML_INDEX)
+book: $(BOOK_BUILT)
 
 setup: $(INSTALLED)
 data: $(DATA_READY)
@@ -57,8 +58,9 @@ $(PROFILE_MARK): FORCE
 	@mkdir -p $(@D)
 	@[ "$$(cat $@ 2>/dev/null)" = "$(PROFILE)" ] || echo "$(PROFILE)" > $@
 
-$(HTML_INDEX): $(EXECUTED) $(PAGES) _config.yml _toc.yml $(PROFILE_MARK) | $(INSTALLED)
+$(BOOK_BUILT): $(EXECUTED) $(PAGES) _config.yml _toc.yml $(PROFILE_MARK) | $(INSTALLED)
 	$(PY) -m prunelimit.book_pipeline build --executed $(EXECUTED_DIR)
+	touch $@
 
 execute: | $(INSTALLED) $(DATA_READY)
 	rm -rf $(EXECUTED_DIR)

@@ -46,6 +46,16 @@ def test_mathjax_is_loaded_from_a_local_file(html_root: Path) -> None:
         assert script.is_file() and script.is_relative_to(html_root.resolve()), source
 
 
+REMOTE_ASSET = re.compile(r'<(?:script|link|img)\b[^>]*\b(?:src|href)="((?:https?:)?//[^"]+)"')
+
+
+def test_no_page_loads_anything_from_the_network(html_root: Path) -> None:
+    pages = list(html_root.rglob("*.html"))
+    assert len(pages) >= 3
+    remote = {page.name: REMOTE_ASSET.findall(page.read_text()) for page in pages}
+    assert not any(remote.values()), remote
+
+
 def test_executed_outputs_reach_the_html(html_root: Path) -> None:
     page = (html_root / "book" / "reproducibility.html").read_text()
     assert re.search(r"profile\s+smoke", page), "the printed environment is missing"

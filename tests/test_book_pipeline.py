@@ -1,5 +1,6 @@
 """The pipeline's failure paths: a raising cell, a missing parameters cell, a missing output."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -80,5 +81,32 @@ def test_staging_replaces_text_notebooks_by_executed_ones(tmp_path: Path) -> Non
         stage_site(project, executed, tmp_path / "site")
     write(executed / "book" / "part" / "nb.ipynb", "{}")
     site = stage_site(project, executed, tmp_path / "site")
-    staged = sorted(str(path.relative_to(site)) for path in site.rglob("*") if path.is_file())
-    assert staged == ["_config.yml", "_toc.yml", "book/intro.md", "book/part/nb.ipynb"]
+    assert staged_files(site) == ["_config.yml", "_toc.yml", "book/intro.md", "book/part/nb.ipynb"]
+    assert (site / "book" / "part" / "nb.ipynb").read_text() == "{}"
+
+
+def staged_files(site: Path) -> list[str]:
+    return sorted(str(path.relative_to(site)) for path in site.rglob("*") if path.is_file())
+
+
+def test_restaging_rewrites_exactly_the_changed_files(tmp_path: Path) -> None:
+    project, executed, site = tmp_path / "project", tmp_path / "executed", tmp_path / "site"
+    for name in ("_config.yml", "_toc.yml", "book/intro.md", "book/old.md"):
+        write(project / name, f"{name}\n")
+    write(project / "book" / "nb.md", FRONT_MATTER + PARAMETERS)
+    notebook = write(executed / "book" / "nb.ipynb", '{"profile": "cpu"}')
+    stage_site(project, executed, site)
+    past = 1_000_000_000  # 2001: older than any real build
+    for path in site.rglob("*"):
+        os.utime(path, (past, past))
+
+    (project / "book" / "old.md").unlink()
+    os.utime(notebook, (past - 10, past - 10))  # another profile's output, older than the site
+    notebook.write_text('{"profile": "smoke"}')
+    os.utime(notebook, (past - 10, past - 10))
+    stage_site(project, executed, site)
+
+    assert "book/old.md" not in staged_files(site)
+    assert (site / "book" / "nb.ipynb").read_text() == '{"profile": "smoke"}'
+    assert (site / "book" / "nb.ipynb").stat().st_mtime > past, "Sphinx would not see the change"
+    assert (site / "book" / "intro.md").stat().st_mtime == past, "an unchanged page was rewritten"

@@ -11,6 +11,7 @@ the tests call the same functions.
 """
 
 import argparse
+import filecmp
 import shutil
 import subprocess
 import sys
@@ -96,30 +97,39 @@ def execute_notebook(
         executed.replace(output)
 
 
-def stage_site(project: Path, executed_dir: Path, site: Path) -> Path:
-    """Fill ``site`` with the book's config and pages, executed notebooks in place of text ones.
-
-    ``executed_dir`` mirrors the project: ``book/x.md`` runs into ``executed_dir/book/x.ipynb``.
-    Files are copied with their times, so Sphinx rebuilds only what changed.
-    """
-    if site.exists():
-        shutil.rmtree(site)
-    site.mkdir(parents=True)
-    for name in BOOK_CONFIG_FILES:
-        shutil.copy2(project / name, site / name)
+def _site_files(project: Path, executed_dir: Path) -> dict[Path, Path]:
+    """Relative path in the site -> file to copy there."""
+    files = {Path(name): project / name for name in BOOK_CONFIG_FILES}
     for path in sorted((project / BOOK_FOLDER).rglob("*")):
         if path.is_dir() or "_build" in path.parts or ".ipynb_checkpoints" in path.parts:
             continue
         relative = path.relative_to(project)
         if is_text_notebook(path):
-            executed = executed_dir / relative.with_suffix(".ipynb")
-            if not executed.is_file():
-                raise FileNotFoundError(
-                    f"{executed} is missing: execute {relative} first (make book)"
-                )
-            path, relative = executed, relative.with_suffix(".ipynb")
-        (site / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, site / relative)
+            relative = relative.with_suffix(".ipynb")
+            path = executed_dir / relative
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: execute {relative} first (make book)")
+        files[relative] = path
+    return files
+
+
+def stage_site(project: Path, executed_dir: Path, site: Path) -> Path:
+    """Make ``site`` hold the book's config and pages, executed notebooks in place of text ones.
+
+    ``executed_dir`` mirrors the project: ``book/x.md`` runs into ``executed_dir/book/x.ipynb``.
+    Only files whose content changed are rewritten (and so get a new time), and files no longer in
+    the book are removed: Sphinx, which compares times, then re-reads exactly what changed, also
+    when the executed notebooks of another profile are older than the last build.
+    """
+    files = _site_files(project, executed_dir)
+    for stale in [path for path in site.rglob("*") if path.is_file()] if site.exists() else []:
+        if stale.relative_to(site) not in files:
+            stale.unlink()
+    for relative, source in files.items():
+        target = site / relative
+        if not (target.is_file() and filecmp.cmp(source, target, shallow=False)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
     return site
 
 
