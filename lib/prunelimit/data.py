@@ -96,7 +96,7 @@ def _is_complete(folder: Path) -> bool:
 def _missing_message(reason: str) -> str:
     return (
         f"Fashion-MNIST not found: {reason}.\nProvide it in one of three ways:\n"
-        f"  1. as root: apt-get install {DEBIAN_PACKAGE}  (into {DEBIAN_FASHION_MNIST_DIR})\n"
+        f"  1. sudo apt-get install {DEBIAN_PACKAGE}   (files go to {DEBIAN_FASHION_MNIST_DIR})\n"
         f"  2. export {FASHION_MNIST_ENV}=/folder/with/the/four/idx/files (.gz or not)\n"
         f"  3. with network access: python -m prunelimit.data setup   (downloads from\n"
         f"     {FASHION_MNIST_URL} into {data_root() / 'fashion-mnist'})"
@@ -158,15 +158,28 @@ def download_fashion_mnist(
     return destination
 
 
+def _apt_prefix() -> list[str] | None:
+    """How to run apt-get here: directly as root, through passwordless sudo, or not at all."""
+    if shutil.which("apt-get") is None:
+        return None
+    if os.geteuid() == 0:
+        return []
+    sudo = shutil.which("sudo")
+    if sudo and subprocess.run([sudo, "-n", "true"], capture_output=True).returncode == 0:
+        return [sudo, "-n"]
+    return None
+
+
 def _apt_install(package: str) -> bool:
-    """Install a Debian package when apt-get is here and we are root; True if it worked."""
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
+    """Install a Debian package when apt-get is usable here; True if it worked."""
+    prefix = _apt_prefix()
+    if prefix is None:
         return False
-    install = ["apt-get", "install", "-y", "-q", package]
+    install = [*prefix, "apt-get", "install", "-y", "-q", package]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     if subprocess.run(install, capture_output=True, env=env).returncode == 0:
         return True
-    subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
+    subprocess.run([*prefix, "apt-get", "update", "-q"], capture_output=True, env=env)
     return subprocess.run(install, capture_output=True, env=env).returncode == 0
 
 
