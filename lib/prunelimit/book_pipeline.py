@@ -21,12 +21,21 @@ from pathlib import Path
 import jupytext
 import nbformat
 import papermill
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import CaselessStrEnum
 
 from prunelimit.experiments import check_profile
 
 BOOK_FOLDER = "book"
 BOOK_CONFIG_FILES = ("_config.yml", "_toc.yml")
 PARAMETERS_TAG = "parameters"
+
+
+class LocalKernelManager(AsyncKernelManager):
+    """Talks to the kernel over local sockets (IPC), not TCP ports: nothing listens on the network,
+    and ipykernel does not warn about an unencrypted TCP transport on every notebook."""
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
 
 class NotebookError(RuntimeError):
@@ -88,6 +97,7 @@ def execute_notebook(
                 progress_bar=progress,
                 parameters={"profile": profile, "recompute": recompute},
                 log_output=False,
+                kernel_manager_class=LocalKernelManager,
             )
         except papermill.PapermillExecutionError as error:
             raise NotebookError(f"{source} failed with profile={profile}:\n{error}") from None
