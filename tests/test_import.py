@@ -9,6 +9,7 @@ import pytest
 MODULES = [
     "prunelimit",
     "prunelimit.paths",
+    "prunelimit.geometry",
     "prunelimit.data",
     "prunelimit.experiments",
     "prunelimit.environment",
