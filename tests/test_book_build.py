@@ -61,3 +61,12 @@ def test_executed_outputs_reach_the_html(html_root: Path) -> None:
     assert re.search(r"profile\s+smoke", page), "the printed environment is missing"
     assert re.search(r'<img[^>]+src="[^"]+\.png"', page), "the figure is missing"
     assert "injected-parameters" not in page
+
+
+def test_every_figure_cell_renders_an_image(html_root: Path) -> None:
+    """A notebook's cells that assign `figure = ...` each put at least one image on its page."""
+    for source in text_notebooks(BOOK):
+        expected = len(re.findall(r"^figure = ", source.read_text(), flags=re.MULTILINE))
+        page = html_root / source.relative_to(PROJECT).with_suffix(".html")
+        images = len(re.findall(r"<img[^>]+src=\"[^\"]+\.png\"", page.read_text()))
+        assert images >= expected, f"{page.name}: {images} images for {expected} figure cells"

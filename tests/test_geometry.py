@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from prunelimit import geometry as G
+from prunelimit.experiments.cones import moreau_check
 
 SAMPLES = 3000
 Z_LIMIT = 4.0
@@ -61,19 +62,9 @@ def test_psd(n: int) -> None:
 
 
 def test_projections_are_idempotent_and_satisfy_moreau() -> None:
-    """Pi_C(Pi_C x) = Pi_C x and <x - Pi_C x, Pi_C x> = 0 for every cone (Moreau decomposition)."""
-    x = np.random.default_rng(0).standard_normal((200, 21))
-    cones = {
-        "orthant": G.project_orthant,
-        "second order": G.project_second_order,
-        "circular": lambda v: G.project_circular(v, 0.4),
-        "psd": G.project_psd,
-        "subspace": lambda v: G.project_subspace(v, x[:5].T),
-    }
-    for name, project in cones.items():
-        p = project(x)
-        np.testing.assert_allclose(project(p), p, atol=1e-10, err_msg=name)
-        np.testing.assert_allclose(np.sum((x - p) * p, axis=1), 0, atol=1e-9, err_msg=name)
+    """Idempotence, orthogonality, and x = Pi_C x + Pi_polar x with the polar by its own formula."""
+    for row in moreau_check(d=21, num_points=300):
+        assert max(row["idempotence"], row["orthogonality"], row["moreau"]) < 1e-9, row
 
 
 def test_psd_projection_against_eigenvalue_clipping() -> None:
@@ -206,3 +197,68 @@ def test_bad_input_names_the_argument(call, argument: str) -> None:
 
 def test_kinematic_a_eta() -> None:
     assert G.kinematic_a_eta(0.05) == pytest.approx(math.sqrt(8 * math.log(80)))
+
+
+def empirical_rate(meets, trials: int) -> tuple[float, float]:
+    hits = np.array([meets() for _ in range(trials)], dtype=float)
+    return hits.mean(), max(hits.std(ddof=1) / math.sqrt(trials), 1e-3)
+
+
+@pytest.mark.parametrize("k", [8, 15, 22])
+def test_random_subspace_meets_the_orthant_as_the_crofton_formula_says(k: int) -> None:
+    rng, d = np.random.default_rng(k), 30
+    rate, stderr = empirical_rate(lambda: G.meets_orthant(G.random_subspace(d, k, rng)), 600)
+    assert abs(rate - G.probability_meets_orthant(d, k)) < Z_LIMIT * stderr
+
+
+def test_orthant_meeting_probability_small_cases_and_duality() -> None:
+    assert G.probability_meets_orthant(1, 1) == pytest.approx(1.0)
+    assert G.probability_meets_orthant(2, 1) == pytest.approx(0.5)  # a random line, a quadrant
+    assert G.probability_meets_orthant(3, 1) == pytest.approx(0.25)  # two opposite octants of 8
+    assert G.probability_meets_orthant(9, 0) == 0.0
+    for k in range(1, 9):  # Gordon's alternative: L meets the orthant iff its complement misses it
+        assert G.probability_meets_orthant(9, k) + G.probability_meets_orthant(
+            9, 9 - k
+        ) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("k", "alpha"), [(10, 0.5), (22, 0.5), (5, 1.2)])
+def test_random_subspace_meets_a_circular_cone_as_the_beta_law_says(k: int, alpha: float) -> None:
+    rng, d = np.random.default_rng(k), 30
+    rate, stderr = empirical_rate(
+        lambda: G.meets_circular(G.random_subspace(d, k, rng), alpha), 2000
+    )
+    assert abs(rate - G.probability_meets_circular(d, k, alpha)) < Z_LIMIT * stderr
+
+
+def test_subspace_meets_the_cone_of_a_ball_like_the_circular_cone() -> None:
+    rng, d, R, r = np.random.default_rng(9), 12, 2.0, 1.5
+    center = np.zeros(d)
+    center[0] = R
+    for k in (1, 3, 6, 9):
+        for _ in range(50):
+            basis = G.random_subspace(d, k, rng)
+            assert G.meets_ellipsoid_cone(basis, center, np.full(d, r)) == G.meets_circular(
+                basis, math.asin(r / R)
+            )
+
+
+def test_random_subspace_is_orthonormal_and_unbiased() -> None:
+    rng = np.random.default_rng(0)
+    basis = G.random_subspace(20, 7, rng)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(7), atol=1e-12)
+    mean_projection = np.mean(
+        [G.random_subspace(6, 2, rng)[0] ** 2 for _ in range(4000)], axis=0
+    ).sum()
+    assert mean_projection == pytest.approx(2 / 6, abs=0.02)  # E |P_L e_1|^2 = k / d
+
+
+def test_an_ellipsoid_around_the_origin_generates_the_whole_space() -> None:
+    x = np.random.default_rng(1).standard_normal((5, 4))
+    np.testing.assert_array_equal(G.project_ellipsoid_cone(x, np.full(4, 0.1), np.ones(4)), x)
+
+
+def test_first_crossing_interpolates_and_refuses_curves_that_never_cross() -> None:
+    assert G.first_crossing([0, 10, 20], [0.0, 0.2, 0.6], 0.5) == pytest.approx(17.5)
+    with pytest.raises(ValueError, match="does not cross"):
+        G.first_crossing([0, 1], [0.1, 0.2], 0.5)

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 from scipy import integrate, optimize, stats
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 Projection = Callable[[np.ndarray], np.ndarray]
 NegativeCurvature = Literal["abs", "flat"]
@@ -150,7 +150,7 @@ def project_ellipsoid_cone(
 
     cone(E) = {t y : t >= 0, y in E}. Pi(g) minimises dist(g, t E) over t >= 0, a convex function
     of t (partial minimisation over a convex cone in (y, t)); golden-section search on
-    [0, |g| / dist(0, E)] finds it. E must not contain the origin (else the cone is all of R^d).
+    [0, |g| / dist(0, E)] finds it. If E contains the origin, the cone is R^d: identity.
     """
     x = _batch(x)
     center, semi_axes = np.asarray(center, np.float64), np.asarray(semi_axes, np.float64)
@@ -159,7 +159,7 @@ def project_ellipsoid_cone(
     if np.any(semi_axes <= 0):
         raise ValueError("semi_axes must be positive (inf for an unbounded axis)")
     if np.sum(np.where(np.isfinite(semi_axes), (center / semi_axes) ** 2, 0.0)) <= 1.0:
-        raise ValueError("the ellipsoid contains the origin: its cone is all of R^d")
+        return x.copy()  # E contains the origin: its cone is all of R^d
     n = x.shape[0]
     origin_gap = np.linalg.norm(
         _project_onto_ellipsoid(np.zeros((1, x.shape[1])), center[None], semi_axes[None])
@@ -399,6 +399,78 @@ def ellipsoid_width_sq(
     return float(width[0]) if R.ndim == 0 else width.reshape(R.shape)
 
 
+# ----------------------------------------------------------------------------- random subspaces
+def random_subspace(d: int, k: int, generator: np.random.Generator) -> np.ndarray:
+    """Orthonormal basis [d, k] of a uniformly random k-dimensional subspace of R^d."""
+    d, k = _check_dimension("d", d), _check_dimension("k", k, minimum=0)
+    if k > d:
+        raise ValueError(f"k must be at most d = {d}, got {k}")
+    q, r = np.linalg.qr(generator.standard_normal((d, k)))
+    return q * np.sign(np.diag(r))  # sign fix: Haar-distributed, not just any orthonormal basis
+
+
+def meets_circular(basis: np.ndarray, alpha: float) -> bool:
+    """Does span(basis) (orthonormal [d, k]) meet Circ_d(alpha) outside 0?
+
+    The largest x_1 / |x| over the subspace is |P_L e_1|, so it meets iff |P_L e_1| >= cos(alpha).
+    """
+    return bool(np.linalg.norm(basis[0]) >= math.cos(_check_angle(alpha)))
+
+
+def meets_orthant(basis: np.ndarray) -> bool:
+    """Does span(basis) meet the non-negative orthant outside 0? LP feasibility by HiGHS.
+
+    Feasible iff some y has B y >= 0 and sum(B y) = 1.
+    """
+    result = optimize.linprog(
+        np.zeros(basis.shape[1]),
+        A_ub=-basis,
+        b_ub=np.zeros(basis.shape[0]),
+        A_eq=basis.sum(axis=0, keepdims=True),
+        b_eq=[1.0],
+        bounds=(None, None),
+        method="highs",
+    )
+    return result.status == 0
+
+
+def meets_ellipsoid_cone(basis: np.ndarray, center: np.ndarray, semi_axes: np.ndarray) -> bool:
+    """Does span(basis) meet cone(E) outside 0, E the axis-aligned ellipsoid (center, semi_axes)?
+
+    A subspace is closed under scaling, so it meets cone(E) iff it meets E: iff the least-squares
+    minimum of sum_i ((B y - c)_i / a_i)^2 over y is at most 1 (axes with a_i = inf drop out).
+    """
+    finite = np.isfinite(semi_axes)
+    weights = 1.0 / semi_axes[finite]
+    a, b = basis[finite] * weights[:, None], center[finite] * weights
+    if basis.shape[1] == 0:
+        return bool(b @ b <= 1.0)
+    y = np.linalg.lstsq(a, b, rcond=None)[0]
+    return bool(np.sum((a @ y - b) ** 2) <= 1.0)
+
+
+def probability_meets_circular(d: int, k: int, alpha: float) -> float:
+    """Exact P(random k-dim subspace meets Circ_d(alpha)): |P_L e_1|^2 ~ Beta(k/2, (d-k)/2)."""
+    d, k, alpha = _check_dimension("d", d), _check_dimension("k", k, minimum=0), _check_angle(alpha)
+    if k > d:
+        raise ValueError(f"k must be at most d = {d}, got {k}")
+    if k in (0, d):
+        return float(k == d)
+    return float(stats.beta.sf(math.cos(alpha) ** 2, k / 2, (d - k) / 2))
+
+
+def probability_meets_orthant(d: int, k: int) -> float:
+    """Exact P(random k-dim subspace meets R^d_+ outside 0) from the orthant's intrinsic volumes.
+
+    The conic Crofton formula gives 2 (v_{m+1} + v_{m+3} + ...) with m = d - k, and the orthant's
+    intrinsic volumes are v_j = C(d, j) / 2^d (ALMT, Sec. 5).
+    """
+    d, k = _check_dimension("d", d), _check_dimension("k", k, minimum=0)
+    if k > d:
+        raise ValueError(f"k must be at most d = {d}, got {k}")
+    return float(min(1.0, 2 * stats.binom.pmf(np.arange(d - k + 1, d + 1, 2), d, 0.5).sum()))
+
+
 # ----------------------------------------------------------------------------- phase transition
 @dataclasses.dataclass(frozen=True)
 class PhaseTransition:
@@ -414,13 +486,17 @@ class PhaseTransition:
 
     def crossing(self, level: float = 0.5) -> float:
         """The m at which the success rate first reaches ``level`` (linear interpolation)."""
-        above = np.nonzero(self.success_rate >= level)[0]
-        if above.size == 0 or above[0] == 0:
-            raise ValueError(f"the success rate does not cross {level} inside the m range")
-        i = above[0]
-        m0, m1 = self.m_values[i - 1], self.m_values[i]
-        p0, p1 = self.success_rate[i - 1], self.success_rate[i]
-        return float(m0 + (level - p0) * (m1 - m0) / (p1 - p0))
+        return first_crossing(self.m_values, self.success_rate, level)
+
+
+def first_crossing(x: np.ndarray, y: np.ndarray, level: float) -> float:
+    """The x at which y(x) first reaches ``level``, interpolating linearly between points."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    above = np.nonzero(y >= level)[0]
+    if above.size == 0 or above[0] == 0:
+        raise ValueError(f"the curve does not cross {level} inside the range given")
+    i = above[0]
+    return float(x[i - 1] + (level - y[i - 1]) * (x[i] - x[i - 1]) / (y[i] - y[i - 1]))
 
 
 def _basis_pursuit_recovers(a: np.ndarray, x0: np.ndarray, tolerance: float = 1e-5) -> bool:

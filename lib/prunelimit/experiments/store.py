@@ -1,13 +1,8 @@
-"""Profiles, experiment configs and the results store.
+"""The results store: JSON results keyed by profile, experiment and config hash.
 
-Every experiment notebook takes a ``profile`` parameter:
-- ``smoke``: seconds per notebook on tiny data (the tests run every notebook this way);
-- ``cpu``: real offline data, minutes per notebook on a 2-core machine (the committed book);
-- ``full``: the paper's tasks and recipe, for a GPU box.
-
-Results are stored as JSON under ``results/<profile>/<experiment>/<config hash>.json``. A stored
-result is reused when its config is identical; writes are atomic (temporary file, then rename),
-so an interrupted run leaves either the old file or the new one, and reruns resume from there.
+Results live under ``results/<profile>/<experiment>/<config hash>.json``. A stored result is reused
+when its config is identical; writes are atomic (temporary file, then rename), so an interrupted
+run leaves either the old file or the new one, and reruns resume from there.
 """
 
 import dataclasses
@@ -20,41 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prunelimit.data import class_summary, load_dataset
+from prunelimit.experiments.profiles import check_profile
 from prunelimit.paths import results_root
 
-PROFILES = ("smoke", "cpu", "full")
-
 JSONValue = Any  # a value json.dumps accepts: dict, list, str, int, float, bool, None
-
-
-def check_profile(profile: str) -> str:
-    """Return ``profile`` if it is known; a ValueError that lists the choices otherwise."""
-    if profile not in PROFILES:
-        raise ValueError(
-            f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)} "
-            f"(for example `make book PROFILE=cpu`, or papermill -p profile cpu)"
-        )
-    return profile
-
-
-@dataclasses.dataclass(frozen=True)
-class DataSummaryConfig:
-    """Which examples the reproducibility page summarises."""
-
-    dataset: str = "fashion-mnist"
-    split: str = "train"
-    examples: int = 60_000
-
-    @classmethod
-    def for_profile(cls, profile: str) -> "DataSummaryConfig":
-        sizes = {"smoke": 1_000, "cpu": 60_000, "full": 60_000}
-        return cls(examples=sizes[check_profile(profile)])
-
-
-def summarise_data(config: DataSummaryConfig) -> dict[str, list]:
-    """Class counts, class-mean images and pixel statistics of the configured examples."""
-    return class_summary(*load_dataset(config.dataset, config.split, limit=config.examples))
 
 
 def config_hash(config: Any) -> str:
