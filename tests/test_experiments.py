@@ -3,9 +3,11 @@
 import json
 from pathlib import Path
 
+import prunelimit.experiments.cones  # noqa: F401  (registers its configs as ProfiledConfig subclasses)
 import pytest
 from prunelimit.experiments import (
     DataSummaryConfig,
+    ProfiledConfig,
     ResultsStore,
     check_profile,
     config_hash,
@@ -20,6 +22,17 @@ def test_profiles() -> None:
     assert (
         DataSummaryConfig.for_profile("smoke").examples
         < DataSummaryConfig.for_profile("cpu").examples
+    )
+
+
+@pytest.mark.parametrize("config_type", ProfiledConfig.__subclasses__(), ids=lambda t: t.__name__)
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "full"])
+def test_every_config_builds_for_every_profile(config_type: type, profile: str) -> None:
+    config = config_type.for_profile(profile)
+    assert set(config_type.PROFILE_OVERRIDES) <= {"smoke", "full"}, "cpu is the defaults"
+    assert config_hash(config)  # JSON-able, so it can key the results store
+    assert (config == config_type()) == (
+        profile == "cpu" or profile not in config_type.PROFILE_OVERRIDES
     )
 
 

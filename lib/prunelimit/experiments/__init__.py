@@ -5,14 +5,14 @@ Every experiment notebook takes a ``profile`` parameter (see ``profiles``); its 
 """
 
 from prunelimit.experiments.data_summary import DataSummaryConfig, summarise_data
-from prunelimit.experiments.profiles import PROFILES, by_profile, check_profile
+from prunelimit.experiments.profiles import PROFILES, ProfiledConfig, check_profile
 from prunelimit.experiments.store import ResultsStore, config_hash, write_json_atomic
 
 __all__ = [
     "PROFILES",
     "DataSummaryConfig",
+    "ProfiledConfig",
     "ResultsStore",
-    "by_profile",
     "check_profile",
     "config_hash",
     "summarise_data",

@@ -7,12 +7,13 @@ returns a JSON-able dict, which notebooks pass through ``ResultsStore.load_or_co
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
 from prunelimit import geometry as G
-from prunelimit.experiments.profiles import by_profile
+from prunelimit.experiments.profiles import ProfiledConfig
 
 
 def _estimate_dict(estimate: G.Estimate) -> dict[str, float]:
@@ -83,22 +84,18 @@ def _cone_families(
 
 
 @dataclasses.dataclass(frozen=True)
-class StatdimTableConfig:
+class StatdimTableConfig(ProfiledConfig):
     """Monte Carlo against closed-form statistical dimension for every cone family and d."""
+
+    PROFILE_OVERRIDES: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"dimensions": (2, 10, 50), "num_samples": 300},
+        "full": {"num_samples": 40_000},
+    }
 
     dimensions: tuple[int, ...] = (2, 5, 10, 20, 50, 100, 200, 500)
     num_samples: int = 4000
     circular_alpha: float = math.pi / 6
     seed: int = 0
-
-    @classmethod
-    def for_profile(cls, profile: str) -> "StatdimTableConfig":
-        return by_profile(
-            profile,
-            smoke=cls(dimensions=(2, 10, 50), num_samples=300),
-            cpu=cls(),
-            full=cls(num_samples=40_000),
-        )
 
 
 def statdim_table(config: StatdimTableConfig) -> list[dict]:
@@ -124,22 +121,18 @@ def statdim_table(config: StatdimTableConfig) -> list[dict]:
 
 
 @dataclasses.dataclass(frozen=True)
-class L1DescentConfig:
+class L1DescentConfig(ProfiledConfig):
     """delta / d of the l1 descent cone against psi(s/d) and ALMT's lower bound, over sparsity."""
+
+    PROFILE_OVERRIDES: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"d": 40, "sparsities": (2, 10, 30), "num_samples": 200},
+        "full": {"d": 1000, "sparsities": (5, 10, 50, 100, 200, 300, 500, 700, 900, 990)},
+    }
 
     d: int = 200
     sparsities: tuple[int, ...] = (2, 5, 10, 20, 40, 60, 80, 100, 120, 140, 160, 180, 195)
     num_samples: int = 2000
     seed: int = 0
-
-    @classmethod
-    def for_profile(cls, profile: str) -> "L1DescentConfig":
-        return by_profile(
-            profile,
-            smoke=cls(d=40, sparsities=(2, 10, 30), num_samples=200),
-            cpu=cls(),
-            full=cls(d=1000, sparsities=(5, 10, 50, 100, 200, 300, 500, 700, 900, 990)),
-        )
 
 
 def l1_descent_curve(config: L1DescentConfig) -> dict[str, list[float]]:
@@ -160,8 +153,13 @@ def l1_descent_curve(config: L1DescentConfig) -> dict[str, list[float]]:
 
 # ----------------------------------------------------------------------------- kinematic formula
 @dataclasses.dataclass(frozen=True)
-class SubspaceMeetingConfig:
+class SubspaceMeetingConfig(ProfiledConfig):
     """How often a random k-dimensional subspace meets a circular cone and the orthant, over k."""
+
+    PROFILE_OVERRIDES: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"d": 20, "k_step": 5, "trials": 20},
+        "full": {"d": 400, "k_step": 8, "trials": 1000},
+    }
 
     d: int = 100
     alpha: float = math.pi / 6
@@ -169,15 +167,6 @@ class SubspaceMeetingConfig:
     trials: int = 100
     eta: float = 0.1
     seed: int = 0
-
-    @classmethod
-    def for_profile(cls, profile: str) -> "SubspaceMeetingConfig":
-        return by_profile(
-            profile,
-            smoke=cls(d=20, k_step=5, trials=20),
-            cpu=cls(),
-            full=cls(d=400, k_step=8, trials=1000),
-        )
 
 
 def subspace_meeting(config: SubspaceMeetingConfig) -> dict:
@@ -206,23 +195,19 @@ def subspace_meeting(config: SubspaceMeetingConfig) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class PhaseTransitionConfig:
+class PhaseTransitionConfig(ProfiledConfig):
     """Basis pursuit: success rate against the number of Gaussian measurements, per sparsity."""
+
+    PROFILE_OVERRIDES: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"d": 30, "sparsities": (3,), "m_step": 6, "trials": 8},
+        "full": {"d": 200, "sparsities": (10, 40, 100), "trials": 200},
+    }
 
     d: int = 100
     sparsities: tuple[int, ...] = (10, 30)
     m_step: int = 4
     trials: int = 30
     seed: int = 0
-
-    @classmethod
-    def for_profile(cls, profile: str) -> "PhaseTransitionConfig":
-        return by_profile(
-            profile,
-            smoke=cls(d=30, sparsities=(3,), m_step=6, trials=8),
-            cpu=cls(),
-            full=cls(d=200, sparsities=(10, 40, 100), m_step=4, trials=200),
-        )
 
 
 def phase_transitions(config: PhaseTransitionConfig) -> list[dict]:
@@ -246,10 +231,21 @@ def phase_transitions(config: PhaseTransitionConfig) -> list[dict]:
 
 # ----------------------------------------------------------------------------- projected ellipsoid
 @dataclasses.dataclass(frozen=True)
-class EllipsoidConfig:
+class EllipsoidConfig(ProfiledConfig):
     """An ellipsoid seen from growing distance R: its cone's delta, the width formula, and how often
     random subspaces meet it. Eigenvalues ~ Exp(1), semi-axes sqrt(2 eps / lambda), random center
     direction."""
+
+    PROFILE_OVERRIDES: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {
+            "d": 10,
+            "distances": (0.5, 2.0),
+            "num_samples": 100,
+            "meeting_distances": (2.0,),
+            "trials": 20,
+        },
+        "full": {"d": 200, "num_samples": 4000, "k_step": 5, "trials": 1000},
+    }
 
     d: int = 50
     eps: float = 0.05
@@ -259,17 +255,6 @@ class EllipsoidConfig:
     k_step: int = 2
     trials: int = 200
     seed: int = 0
-
-    @classmethod
-    def for_profile(cls, profile: str) -> "EllipsoidConfig":
-        return by_profile(
-            profile,
-            smoke=cls(
-                d=10, distances=(0.5, 2.0), num_samples=100, meeting_distances=(2.0,), trials=20
-            ),
-            cpu=cls(),
-            full=cls(d=200, num_samples=4000, k_step=5, trials=1000),
-        )
 
     def __post_init__(self) -> None:
         if not set(self.meeting_distances) <= set(self.distances):

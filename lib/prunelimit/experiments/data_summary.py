@@ -1,22 +1,21 @@
 """The reproducibility page's experiment: a summary of the offline training data."""
 
 import dataclasses
+from typing import Any, ClassVar
 
 from prunelimit.data import class_summary, load_dataset
-from prunelimit.experiments.profiles import by_profile
+from prunelimit.experiments.profiles import ProfiledConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class DataSummaryConfig:
+class DataSummaryConfig(ProfiledConfig):
     """Which examples the reproducibility page summarises."""
+
+    PROFILE_OVERRIDES: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"examples": 1_000}}
 
     dataset: str = "fashion-mnist"
     split: str = "train"
     examples: int = 60_000
-
-    @classmethod
-    def for_profile(cls, profile: str) -> "DataSummaryConfig":
-        return cls(examples=by_profile(profile, smoke=1_000, cpu=60_000, full=60_000))
 
 
 def summarise_data(config: DataSummaryConfig) -> dict[str, list]:

@@ -5,10 +5,9 @@
 - ``full``: the paper's tasks and recipe, for a GPU box.
 """
 
-from typing import TypeVar
+from typing import Any, ClassVar, Self
 
 PROFILES = ("smoke", "cpu", "full")
-T = TypeVar("T")
 
 
 def check_profile(profile: str) -> str:
@@ -21,6 +20,12 @@ def check_profile(profile: str) -> str:
     return profile
 
 
-def by_profile(profile: str, smoke: T, cpu: T, full: T) -> T:
-    """The value for ``profile`` among the three given."""
-    return {"smoke": smoke, "cpu": cpu, "full": full}[check_profile(profile)]
+class ProfiledConfig:
+    """Base of the experiment configs (frozen dataclasses): their defaults are the ``cpu`` profile,
+    and ``PROFILE_OVERRIDES`` lists, per other profile, the fields that differ."""
+
+    PROFILE_OVERRIDES: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def for_profile(cls, profile: str) -> Self:
+        return cls(**cls.PROFILE_OVERRIDES.get(check_profile(profile), {}))
