@@ -264,6 +264,20 @@ def load_mnist_5k(limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]
     return _as_tensors(table[:, :-1], table[:, -1], limit)
 
 
+def shuffled_split(
+    images: torch.Tensor, labels: torch.Tensor, test_size: int, seed: int = 0
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """A seeded random split into ((train images, labels), (test images, labels)).
+
+    Needed for MNIST-5k, which is stored sorted by class.
+    """
+    if not 0 < test_size < len(labels):
+        raise ValueError(f"test_size must be in 1..{len(labels) - 1}, got {test_size}")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    test, train = order[:test_size], order[test_size:]
+    return (images[train], labels[train]), (images[test], labels[test])
+
+
 OFFLINE_DATASETS = ("fashion-mnist", "mnist-5k")
 
 

@@ -15,6 +15,8 @@ import numpy as np
 from scipy import integrate, optimize, stats
 from tqdm import tqdm
 
+from prunelimit.estimates import Estimate
+
 Projection = Callable[[np.ndarray], np.ndarray]
 NegativeCurvature = Literal["abs", "flat"]
 
@@ -268,33 +270,6 @@ def kinematic_a_eta(eta: float) -> float:
 
 
 # ----------------------------------------------------------------------------- Monte Carlo
-@dataclasses.dataclass(frozen=True)
-class Estimate:
-    """A Monte Carlo mean with its standard error (sample std / sqrt(num_samples))."""
-
-    mean: float
-    stderr: float
-    num_samples: int
-
-    @classmethod
-    def of(cls, samples: np.ndarray) -> "Estimate":
-        samples = np.asarray(samples, dtype=np.float64)
-        return cls(
-            float(samples.mean()),
-            float(samples.std(ddof=1) / math.sqrt(samples.size)),
-            samples.size,
-        )
-
-    def z_score(self, value: float) -> float:
-        """(mean - value) / stderr: how many standard errors the estimate is from ``value``."""
-        if self.stderr > 0:
-            return (self.mean - value) / self.stderr
-        return 0.0 if self.mean == value else math.copysign(math.inf, self.mean - value)
-
-    def __str__(self) -> str:
-        return f"{self.mean:.4g} ± {self.stderr:.2g}"
-
-
 def _gaussian_batches(d: int, num_samples: int, seed: int, batch_size: int):
     d = _check_dimension("d", d)
     num_samples = _check_dimension("num_samples", num_samples, minimum=2)

@@ -16,10 +16,6 @@ from prunelimit import geometry as G
 from prunelimit.experiments.profiles import ProfiledConfig
 
 
-def _estimate_dict(estimate: G.Estimate) -> dict[str, float]:
-    return {"mean": estimate.mean, "stderr": estimate.stderr}
-
-
 # ----------------------------------------------------------------------------- Moreau decomposition
 def moreau_check(
     d: int = 21, num_points: int = 1000, alpha: float = 0.4, seed: int = 0
@@ -112,8 +108,8 @@ def statdim_table(config: StatdimTableConfig) -> list[dict]:
                 "cone": name,
                 "d": d,
                 "exact": exact,
-                "delta": _estimate_dict(delta),
-                "width": _estimate_dict(width),
+                "delta": delta.to_dict(),
+                "width": width.to_dict(),
                 "z": delta.z_score(exact),
             }
         )
@@ -276,9 +272,7 @@ def ellipsoid_experiment(config: EllipsoidConfig) -> dict:
     for distance in tqdm(config.distances, desc="ellipsoid cones"):
         center = distance * direction
         project = lambda x, c=center: G.project_ellipsoid_cone(x, c, axes)  # noqa: E731
-        deltas.append(
-            _estimate_dict(G.statdim_mc(project, config.d, config.num_samples, config.seed))
-        )
+        deltas.append(G.statdim_mc(project, config.d, config.num_samples, config.seed).to_dict())
     generator = np.random.default_rng(config.seed + 1)
     ks = list(range(0, config.d + 1, config.k_step))
     meeting = []
