@@ -2,6 +2,7 @@
 #   make book                 build the HTML book (default; reuses stored results)
 #   make execute PROFILE=full rerun every notebook, recomputing results, then build the HTML
 #   make test                 the test suite
+#   make benchmark            curvature benchmark: ratios measured side by side (minutes)
 #   make clean                remove builds (keeps .venv, data and stored results)
 # Every target sets itself up first: a virtual environment in .venv and the offline data.
 
@@ -28,7 +29,7 @@ LIBRARY := $(shell find lib -name '*.py' | sort)
 BOOK_BUILT := _build/html/.book-built
 PROFILE_MARK := _build/profile
 
-.PHONY: book execute test clean setup data FORCE
+.PHONY: book execute test benchmark clean setup data FORCE
 
 book: $(BOOK_BUILT)
 
@@ -70,6 +71,9 @@ test: | $(INSTALLED) $(DATA_READY)
 	$(PY) -m ruff check lib tests benchmarks
 	$(PY) -m ruff format --check lib tests benchmarks
 	$(PY) -m pytest
+
+benchmark: | $(INSTALLED) $(DATA_READY)
+	$(PY) benchmarks/curvature.py
 
 clean:
 	rm -rf _build

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from prunelimit.book_pipeline import NotebookError, execute_notebook
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from prunelimit.book_pipeline import build_html, stage_site, text_notebooks
 
+from prunelimit.book_pipeline import build_html, stage_site, text_notebooks
 from tests.conftest import BOOK, PROJECT
 
 MATHJAX_SCRIPT = re.compile(r'<script[^>]*\bsrc="([^"]*mathjax[^"]*)"', re.IGNORECASE)

@@ -3,7 +3,9 @@
 import os
 from pathlib import Path
 
+import nbformat
 import pytest
+
 from prunelimit.book_pipeline import (
     NotebookError,
     execute_notebook,
@@ -56,6 +58,27 @@ def test_a_raising_cell_fails_with_its_error_and_writes_nothing(tmp_path: Path) 
     assert "RuntimeError" in str(raised.value) and "broken.md" in str(raised.value)
     assert not output.exists()
     assert list(output.parent.iterdir()) == [], "a scratch file was left behind"
+
+
+def test_cells_tagged_raises_exception_may_fail(tmp_path: Path) -> None:
+    """The book shows error messages in cells tagged to expect them; the run goes on past them."""
+    expected = (
+        '\n```{code-cell} ipython3\n:tags: [raises-exception]\n\nraise ValueError("shown")\n```\n'
+    )
+    after = '\n```{code-cell} ipython3\nprint("ran after", profile)\n```\n'
+    source = write(tmp_path / "demo.md", FRONT_MATTER + PARAMETERS + expected + after)
+    output = tmp_path / "demo.ipynb"
+    execute_notebook(source, output, profile="smoke")
+    cells = nbformat.read(output, as_version=4).cells
+    assert not any("papermill-error-cell-tag" in c.metadata.get("tags", []) for c in cells)
+    assert cells[-2].outputs[0].output_type == "error" and cells[-2].outputs[0].evalue == "shown"
+    assert cells[-1].outputs[0].text.strip() == "ran after smoke"
+
+    untagged = write(
+        tmp_path / "bad.md", FRONT_MATTER + PARAMETERS + expected + after.replace("print", "prin")
+    )
+    with pytest.raises(NotebookError, match="NameError"):
+        execute_notebook(untagged, tmp_path / "bad.ipynb", profile="smoke")
 
 
 def test_a_notebook_without_parameters_cell_is_refused(tmp_path: Path) -> None:

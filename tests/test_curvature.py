@@ -2,6 +2,10 @@
 
 import pytest
 import torch
+from torch import nn
+from torch.func import functional_call, hessian
+from torch.utils.data import DataLoader, TensorDataset
+
 from prunelimit.curvature import (
     DataChangedError,
     HessianOperator,
@@ -9,9 +13,6 @@ from prunelimit.curvature import (
     dense_hessian,
 )
 from prunelimit.models import prunable_parameters
-from torch import nn
-from torch.func import functional_call, hessian
-from torch.utils.data import DataLoader, TensorDataset
 
 LOSS = nn.CrossEntropyLoss()
 BACKENDS = ["double_backward", "forward_over_reverse"]
@@ -203,3 +204,16 @@ def test_non_finite_loss_is_refused() -> None:
     inputs[3, 0] = float("nan")
     with pytest.raises(NonFiniteLossError, match="loss is nan"):
         HessianOperator(model, LOSS, (inputs, targets))
+
+
+def test_reusing_the_graph_gives_the_same_products_every_time() -> None:
+    model, inputs, targets = tiny_cnn()
+    reused = HessianOperator(model, LOSS, (inputs, targets))
+    rebuilt = HessianOperator(model, LOSS, (inputs, targets), reuse_graph=False)
+    assert reused.reuse_graph and not rebuilt.reuse_graph
+    chunked = HessianOperator(model, LOSS, (inputs, targets), chunk_size=7)
+    assert not chunked.reuse_graph, "several chunks: graphs are rebuilt, memory stays bounded"
+    vectors = torch.randn(148, 3, dtype=torch.float64)
+    for _ in range(3):  # products of both kinds, repeatedly, on the kept graph
+        assert relative_error(reused.matmat(vectors), rebuilt.matmat(vectors)) <= 1e-12
+        assert relative_error(reused.matvec(vectors[:, 1]), rebuilt.matvec(vectors[:, 1])) <= 1e-12

@@ -3,8 +3,9 @@
 import json
 from pathlib import Path
 
-import prunelimit.experiments.cones  # noqa: F401  (registers its configs as ProfiledConfig subclasses)
 import pytest
+
+import prunelimit.experiments.cones  # noqa: F401  (registers its configs as ProfiledConfig subclasses)
 from prunelimit.experiments import (
     DataSummaryConfig,
     ProfiledConfig,

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from prunelimit import geometry as G
 from prunelimit.experiments.cones import moreau_check
 

@@ -5,11 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.sparse.linalg import eigsh
+from torch import nn
+
 from prunelimit.curvature import HessianOperator, dense_hessian
 from prunelimit.lanczos import MatrixOperator, hutchinson_trace, hutchpp_trace, lanczos, slq
 from prunelimit.training import train_classifier
-from scipy.sparse.linalg import eigsh
-from torch import nn
 
 LOSS = nn.CrossEntropyLoss()
 
@@ -120,3 +121,21 @@ def test_density_integrates_to_one_and_results_round_trip() -> None:
     restored = type(result).from_dict(result.to_dict())
     assert restored.spectral_sum(np.square).mean == result.spectral_sum(np.square).mean
     assert math.isnan(slq(operator, 5, 1).spectral_sum(np.square).stderr)
+
+
+def test_stop_tol_stops_early_with_a_guaranteed_bound(network) -> None:
+    operator, exact = network
+    full = lanczos(operator, 60, seed=3)
+    early = lanczos(operator, 60, seed=3, stop_tol=1e-3)
+    assert early.num_steps < full.num_steps
+    top = early.top(1)[0]
+    assert early.residuals[-1] <= 1e-3 * abs(top)
+    assert np.min(np.abs(exact - top)) <= early.residuals[-1]  # an eigenvalue within the residual
+
+
+def test_truncating_an_slq_run_equals_a_shorter_run(network) -> None:
+    operator, _ = network
+    long, short = slq(operator, 40, 3, seed=5), slq(operator, 12, 3, seed=5)
+    truncated = long.truncated(12)
+    for a, b in zip(truncated.nodes + truncated.weights, short.nodes + short.weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

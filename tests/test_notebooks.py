@@ -5,8 +5,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from prunelimit.book_pipeline import text_notebooks
 
+from prunelimit.book_pipeline import text_notebooks
 from tests.conftest import BOOK, PROJECT
 
 NOTEBOOKS = text_notebooks(BOOK)

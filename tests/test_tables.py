@@ -1,6 +1,7 @@
 """Plain-text tables."""
 
 import pytest
+
 from prunelimit.tables import text_table
 
 

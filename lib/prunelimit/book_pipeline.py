@@ -12,6 +12,7 @@ the tests call the same functions.
 
 import argparse
 import filecmp
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import jupytext
 import nbformat
 import papermill
 from jupyter_client.manager import AsyncKernelManager
+from papermill.execute import ERROR_MARKER_TAG
 from traitlets import CaselessStrEnum
 
 from prunelimit.experiments import check_profile
@@ -29,6 +31,8 @@ from prunelimit.experiments import check_profile
 BOOK_FOLDER = "book"
 BOOK_CONFIG_FILES = ("_config.yml", "_toc.yml")
 PARAMETERS_TAG = "parameters"
+EXPECTED_ERROR_TAG = "raises-exception"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class LocalKernelManager(AsyncKernelManager):
@@ -70,6 +74,24 @@ def _hide_injected_parameters(notebook: nbformat.NotebookNode) -> None:
             tags.append("remove-cell")
 
 
+def _unexpected_errors(notebook: nbformat.NotebookNode) -> str:
+    """The first error raised by a cell not tagged ``raises-exception``, as text ('' if none).
+
+    Papermill raises on any error output, even in cells tagged to expect one (those are the
+    book's demonstrations of error messages); nbclient, which runs the cells, honours the tag.
+    """
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or EXPECTED_ERROR_TAG in cell.metadata.get("tags", []):
+            continue
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                traceback = ANSI_ESCAPE.sub("", "\n".join(output.traceback))
+                return f"In [{cell.execution_count}]:\n{cell.source}\n{traceback}"
+        if cell.metadata.get("papermill", {}).get("exception"):  # e.g. the kernel died
+            return f"In [{cell.execution_count}]:\n{cell.source}\nthe cell failed without output"
+    return ""
+
+
 def execute_notebook(
     source: Path, output: Path, profile: str, recompute: bool = False, progress: bool = False
 ) -> None:
@@ -99,9 +121,16 @@ def execute_notebook(
                 log_output=False,
                 kernel_manager_class=LocalKernelManager,
             )
-        except papermill.PapermillExecutionError as error:
-            raise NotebookError(f"{source} failed with profile={profile}:\n{error}") from None
+        except papermill.PapermillExecutionError:
+            unexpected = _unexpected_errors(nbformat.read(executed, as_version=4))
+            if unexpected:
+                raise NotebookError(
+                    f"{source} failed with profile={profile}:\n{unexpected}"
+                ) from None
         result = nbformat.read(executed, as_version=4)
+        result.cells = [
+            c for c in result.cells if ERROR_MARKER_TAG not in c.metadata.get("tags", [])
+        ]
         _hide_injected_parameters(result)
         nbformat.write(result, executed)
         executed.replace(output)

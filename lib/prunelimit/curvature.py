@@ -97,7 +97,10 @@ class HessianOperator:
     re-iterable of (x, y) batches. dtype: torch.float64 computes on a float64 copy of the model.
     backend: "double_backward" (reverse over reverse, default) or "forward_over_reverse".
     check_determinism: compare every pass's data with the first (on by default; one reduction
-    per batch).
+    per batch). reuse_graph: when the data form a single chunk, keep its gradient graph between
+    products, so that later products cost only the second backward pass (memory: that chunk's
+    activations stay alive); with several chunks every product rebuilds each chunk's graph. The
+    operator is the Hessian at the weights it was built with: build a new one after training.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class HessianOperator:
         chunk_size: int = 4096,
         backend: Backend = "double_backward",
         check_determinism: bool = True,
+        reuse_graph: bool = True,
         progress: bool = False,
     ) -> None:
         if backend not in ("double_backward", "forward_over_reverse"):
@@ -127,6 +131,7 @@ class HessianOperator:
         self.params = [parameters[name] for name in names]
         self.check_determinism, self.progress = check_determinism, progress
         self._data = _chunks(data, chunk_size)
+        self._cached_gradient: tuple[torch.Tensor, ...] | None = None
         self._fingerprints = [_fingerprint(batch) for batch in self._data]
         self.num_examples = sum(size for size, _, _ in self._fingerprints)
         if self.num_examples == 0:
@@ -136,6 +141,9 @@ class HessianOperator:
         self.dtype = self.params[0].dtype
         self.device = self.params[0].device
         self._check_gradients()
+        self.reuse_graph = (
+            reuse_graph and backend == "double_backward" and len(self._fingerprints) == 1
+        )
 
     @staticmethod
     def _parameter_names(model: nn.Module, params: Sequence[torch.Tensor] | None) -> list[str]:
@@ -235,23 +243,31 @@ class HessianOperator:
         """H v for v [D]."""
         return self.matmat(vector.reshape(-1, 1))[:, 0]
 
-    def _double_backward(self, inputs, targets, weight, tangents, k) -> torch.Tensor:
+    def _gradient_graph(self, inputs, targets, weight) -> tuple[torch.Tensor, ...]:
+        """The chunk's gradient with its graph (create_graph), kept if ``reuse_graph``."""
+        if self._cached_gradient is not None:
+            return self._cached_gradient
         grads = torch.autograd.grad(
             self._batch_loss(inputs, targets, weight), self.params, create_graph=True
         )
-        try:  # all k vector-Jacobian products of the gradient in one vectorised backward
-            products = torch.autograd.grad(
-                grads, self.params, grad_outputs=tangents, is_grads_batched=True
-            )
-        except RuntimeError:  # an operation without a batching rule: one backward per vector
-            columns = [
-                torch.autograd.grad(
-                    grads, self.params, [t[j] for t in tangents], retain_graph=j < k - 1
-                )
-                for j in range(k)
-            ]
-            products = [torch.stack(per_param) for per_param in zip(*columns, strict=True)]
-        return self._join(products, k)
+        if self.reuse_graph:
+            self._cached_gradient = grads
+        return grads
+
+    def _double_backward(self, inputs, targets, weight, tangents, k) -> torch.Tensor:
+        """H v_j = grad <grad L, v_j> for each column, all on one gradient graph per chunk.
+
+        One scalar backward per vector on the retained graph measured faster on CPU than a
+        vectorised (vmap) backward over all k at once: 1.5x against 2.2x a gradient per vector
+        for FC5, 2.2x against 2.9x for LeNet-5 (8 vectors, 10,000 images).
+        """
+        grads = self._gradient_graph(inputs, targets, weight)
+        columns = []
+        for j in range(k):
+            inner = sum((g * t[j]).sum() for g, t in zip(grads, tangents, strict=True))
+            keep = self.reuse_graph or j < k - 1
+            columns.append(torch.autograd.grad(inner, self.params, retain_graph=keep))
+        return self._join([torch.stack(per_param) for per_param in zip(*columns, strict=True)], k)
 
     def _forward_over_reverse(self, inputs, targets, weight, tangents, k) -> torch.Tensor:
         frozen = {

@@ -62,6 +62,14 @@ class Tridiagonal:
     offdiagonal: np.ndarray
     residual_norm: float
 
+    def leading(self, steps: int) -> "Tridiagonal":
+        """The tridiagonal a run of ``steps`` steps from the same start would have produced."""
+        if steps >= len(self.diagonal):
+            return self
+        return Tridiagonal(
+            self.diagonal[:steps], self.offdiagonal[: steps - 1], float(self.offdiagonal[steps - 1])
+        )
+
     def eigen(self) -> tuple[np.ndarray, np.ndarray]:
         """Ritz values [m] (ascending) and the eigenvectors of T [m, m] (columns)."""
         if len(self.diagonal) == 1:
@@ -70,14 +78,22 @@ class Tridiagonal:
 
 
 def _lanczos_runs(
-    operator: Operator, starts: torch.Tensor, num_steps: int, reorthogonalize: bool, progress: bool
+    operator: Operator,
+    starts: torch.Tensor,
+    num_steps: int,
+    reorthogonalize: bool,
+    progress: bool,
+    converged: Callable[[Tridiagonal], bool] | None = None,
 ) -> list[Tridiagonal]:
     """Independent Lanczos runs from the rows of ``starts`` [p, D], advanced in lockstep so that one
     ``matmat`` (one graph per data chunk) serves all p of them.
 
-    Full re-orthogonalisation against the stored float64 basis is applied twice ("twice is
-    enough"); without it, rounding lets converged Ritz values reappear as spurious copies. A run
-    stops at breakdown (beta ~ 0) and contributes zero vectors from then on.
+    Full re-orthogonalisation against the stored float64 basis: without it, rounding lets
+    converged Ritz values reappear as spurious copies. A second pass follows when the first
+    removed most of the vector (its norm fell below 1/sqrt(2): Kahan and Parlett's "twice is
+    enough" test), the only case in which one pass can leave it non-orthogonal. A run stops at
+    breakdown (beta ~ 0) and contributes zero vectors from then on. With one run, ``converged``
+    (called on the tridiagonal so far) can stop the iteration early.
     """
     count, size = starts.shape
     steps = min(num_steps, size)
@@ -95,9 +111,12 @@ def _lanczos_runs(
         if j:
             w -= torch.as_tensor(betas[:, j - 1], device=w.device)[:, None] * previous
         if reorthogonalize:
+            done = basis[:, : j + 1]
             for _ in range(2):
-                done = basis[:, : j + 1]
+                before = w.norm(dim=1)
                 w -= torch.einsum("pjd,pj->pd", done, torch.einsum("pjd,pd->pj", done, w))
+                if not bool((w.norm(dim=1) < before / math.sqrt(2)).any()):
+                    break
         beta = w.norm(dim=1)
         alphas[:, j], betas[:, j] = alpha.cpu().numpy(), beta.cpu().numpy()
         scale = np.maximum(
@@ -108,18 +127,19 @@ def _lanczos_runs(
         active &= ~torch.as_tensor(broke, device=active.device)
         if not bool(active.any()):
             break
+        if converged is not None and converged(_tridiagonal(alphas[0], betas[0], j + 1)):
+            lengths[0] = j + 1
+            break
         previous = current
         current = torch.where(
             active[:, None], w / torch.clamp(beta, min=1e-300)[:, None], torch.zeros_like(w)
         )
-    return [
-        Tridiagonal(
-            alphas[i, : lengths[i]].copy(),
-            betas[i, : lengths[i] - 1].copy(),
-            float(betas[i, lengths[i] - 1]),
-        )
-        for i in range(count)
-    ]
+    return [_tridiagonal(alphas[i], betas[i], lengths[i]) for i in range(count)]
+
+
+def _tridiagonal(alphas: np.ndarray, betas: np.ndarray, length: int) -> Tridiagonal:
+    """The first ``length`` steps of one run's coefficients."""
+    return Tridiagonal(alphas[:length].copy(), betas[: length - 1].copy(), float(betas[length - 1]))
 
 
 # ------------------------------------------------------------------------------------ Lanczos
@@ -162,13 +182,16 @@ def lanczos(
     start: torch.Tensor | None = None,
     reorthogonalize: bool = True,
     tol: float = 1e-8,
+    stop_tol: float | None = None,
     progress: bool = False,
 ) -> LanczosResult:
     """``num_steps`` Lanczos steps from ``start`` (default: random signs from ``seed``).
 
     A Ritz value counts as converged when its residual norm |beta_m s_m| is at most ``tol`` times
     the largest |Ritz value|. With num_steps = D and re-orthogonalisation, the Ritz values are
-    the whole spectrum (for distinct eigenvalues).
+    the whole spectrum (for distinct eigenvalues). ``stop_tol``: stop as soon as the largest Ritz
+    value's residual is below stop_tol times its size; some eigenvalue then lies that close
+    (relatively) to it, a guaranteed bound.
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
@@ -176,7 +199,14 @@ def lanczos(
     starts = (rademacher_probes(size, 1, seed) if start is None else start.reshape(1, -1)).to(
         operator.device
     )
-    (tridiagonal,) = _lanczos_runs(operator, starts, num_steps, reorthogonalize, progress)
+
+    def top_converged(partial: Tridiagonal) -> bool:
+        values, vectors = partial.eigen()
+        return abs(partial.residual_norm * vectors[-1, -1]) <= stop_tol * abs(values[-1])
+
+    (tridiagonal,) = _lanczos_runs(
+        operator, starts, num_steps, reorthogonalize, progress, top_converged if stop_tol else None
+    )
     values, vectors = tridiagonal.eigen()
     residuals = np.abs(tridiagonal.residual_norm * vectors[-1])
     converged = residuals <= tol * max(np.abs(values).max(), 1e-300)
@@ -195,10 +225,29 @@ class SLQResult:
     weights: list[np.ndarray]
     dimension: int
     seed: int
+    tridiagonals: list[Tridiagonal] | None = None  # kept in memory, not serialised
+
+    @classmethod
+    def from_tridiagonals(
+        cls, tridiagonals: list[Tridiagonal], dimension: int, seed: int
+    ) -> "SLQResult":
+        """Nodes: the Ritz values; weights: squared first components of T's eigenvectors."""
+        rules = [t.eigen() for t in tridiagonals]
+        return cls(
+            [v for v, _ in rules], [u[0] ** 2 for _, u in rules], dimension, seed, tridiagonals
+        )
 
     @property
     def num_probes(self) -> int:
         return len(self.nodes)
+
+    def truncated(self, steps: int) -> "SLQResult":
+        """The result of the same probes with only ``steps`` Lanczos steps (leading blocks of T)."""
+        if self.tridiagonals is None:
+            raise ValueError("truncation needs the tridiagonal matrices: use the result of slq()")
+        return SLQResult.from_tridiagonals(
+            [t.leading(steps) for t in self.tridiagonals], self.dimension, self.seed
+        )
 
     def spectral_sum(self, f: Callable[[np.ndarray], np.ndarray]) -> Estimate:
         """(1/D) tr f(H): mean over probes, with the standard error from their spread."""
@@ -256,12 +305,8 @@ def slq(
         raise ValueError(f"num_probes must be >= 1, got {num_probes}")
     size = operator.shape[0]
     starts = rademacher_probes(size, num_probes, seed, operator.device)
-    nodes, weights = [], []
-    for tridiagonal in _lanczos_runs(operator, starts, num_steps, reorthogonalize, progress):
-        values, vectors = tridiagonal.eigen()
-        nodes.append(values)
-        weights.append(vectors[0] ** 2)
-    return SLQResult(nodes, weights, size, seed)
+    runs = _lanczos_runs(operator, starts, num_steps, reorthogonalize, progress)
+    return SLQResult.from_tridiagonals(runs, size, seed)
 
 
 # ------------------------------------------------------------------------------------ traces
