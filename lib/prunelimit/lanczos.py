@@ -183,7 +183,7 @@ def lanczos(
     reorthogonalize: bool = True,
     tol: float = 1e-8,
     stop_tol: float | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> LanczosResult:
     """``num_steps`` Lanczos steps from ``start`` (default: random signs from ``seed``).
 
@@ -294,7 +294,7 @@ def slq(
     num_probes: int,
     seed: int = 0,
     reorthogonalize: bool = True,
-    progress: bool = False,
+    progress: bool = True,
 ) -> SLQResult:
     """Stochastic Lanczos quadrature with ``num_probes`` random sign probes run in lockstep.
 
