@@ -15,6 +15,7 @@ MODULES = [
     "prunelimit.curvature",
     "prunelimit.lanczos",
     "prunelimit.training",
+    "prunelimit.limit",
     "prunelimit.data",
     "prunelimit.experiments",
     "prunelimit.environment",
