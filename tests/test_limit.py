@@ -83,7 +83,7 @@ def test_slq_prediction_within_three_standard_errors_of_the_exact_one(seed: int)
     estimate = predict_limit(
         slq(MatrixOperator(hessian), 80, 16, seed=seed, progress=False), weights, 1.0
     )
-    assert estimate.rho_stderr > 0 and math.isnan(exact.rho_stderr)
+    assert estimate.rho_stderr > 0 and exact.rho_stderr is None
     assert abs(estimate.rho - exact.rho) <= 3 * estimate.rho_stderr
 
 

@@ -169,7 +169,7 @@ class LimitPrediction:
     rho: root of k/D = rho*(R(k)); k = rho D; R: R(k) there. lower / upper: roots with the
     kinematic window (rho* - 1/D - a_eta/sqrt(D) and rho* + a_eta/sqrt(D)); sharpness_bound: root
     with rho* replaced by its Jensen bound R^2 tr(H) / (R^2 tr(H) + 2 D eps). rho_stderr:
-    jackknife over SLQ probes (NaN for exact eigenvalues or a single probe).
+    jackknife over SLQ probes (None for exact eigenvalues or a single probe).
     """
 
     rho: float
@@ -178,7 +178,7 @@ class LimitPrediction:
     lower: float
     upper: float
     sharpness_bound: float
-    rho_stderr: float
+    rho_stderr: float | None
     dimension: int
     eps: float
     negative: str
@@ -226,7 +226,7 @@ def predict_limit(
         return k / size - spread / (spread + 2 * eps)
 
     k = solve()
-    stderr = math.nan
+    stderr = None
     if len(measure.rules) > 1:  # jackknife over probes
         count = len(measure.rules)
         leave_one_out = [
@@ -249,6 +249,21 @@ def predict_limit(
         eta=eta,
         zero_row_share=zero_row_share,
     )
+
+
+def threshold_curve(
+    spectrum: Spectrum,
+    weights: torch.Tensor | np.ndarray | Iterable[torch.Tensor],
+    eps: float,
+    negative: NegativeCurvature = "abs",
+    points: int = 400,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(k / D, rho*(R(k))) on ``points`` values of k: the threshold equation's right side."""
+    distances = projection_distances(weights)
+    size = len(distances) - 1
+    measure = _measure(spectrum, size, negative, 0.0)
+    ks = np.linspace(0, size, points)
+    return ks / size, np.array([measure.ratio(_distance_at(distances, k), eps) for k in ks])
 
 
 # ----------------------------------------------------------------------------- zero rows of H
