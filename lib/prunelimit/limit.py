@@ -22,10 +22,11 @@ from prunelimit.lanczos import SLQResult
 
 NegativeCurvature = Literal["abs", "flat"]
 Spectrum = np.ndarray | Sequence[float] | SLQResult
+Weights = torch.Tensor | np.ndarray | Iterable[torch.Tensor]  # flat, or one tensor per layer
 
 
 # ----------------------------------------------------------------------------- weights and R(k)
-def flat_weights(weights: torch.Tensor | np.ndarray | Iterable[torch.Tensor]) -> np.ndarray:
+def flat_weights(weights: Weights) -> np.ndarray:
     """The weights as one float64 vector [D] (a tensor, an array, or a list of tensors)."""
     if isinstance(weights, np.ndarray):
         flat = weights.astype(np.float64).ravel()
@@ -44,7 +45,7 @@ def magnitude_order(weights: np.ndarray) -> np.ndarray:
     return np.argsort(-np.abs(weights), kind="stable")
 
 
-def projection_distances(weights: torch.Tensor | np.ndarray | Iterable[torch.Tensor]) -> np.ndarray:
+def projection_distances(weights: Weights) -> np.ndarray:
     """R(k) = ||w* - w^k|| for k = 0..D, [D + 1], from one sort and one cumulative sum.
 
     R(k)^2 is the sum of the D - k smallest squared magnitudes; summing from the small end keeps
@@ -191,7 +192,7 @@ class LimitPrediction:
 
 def predict_limit(
     spectrum: Spectrum,
-    weights: torch.Tensor | np.ndarray | Iterable[torch.Tensor],
+    weights: Weights,
     eps: float,
     negative: NegativeCurvature = "abs",
     eta: float = 0.01,
@@ -253,7 +254,7 @@ def predict_limit(
 
 def threshold_curve(
     spectrum: Spectrum,
-    weights: torch.Tensor | np.ndarray | Iterable[torch.Tensor],
+    weights: Weights,
     eps: float,
     negative: NegativeCurvature = "abs",
     points: int = 400,
@@ -280,7 +281,7 @@ class ZeroRowShare:
 
 def zero_row_share(
     operator,
-    weights: torch.Tensor | np.ndarray | Iterable[torch.Tensor],
+    weights: Weights,
     num_rows: int,
     tol: float = 1e-10,
     seed: int = 0,
