@@ -16,6 +16,7 @@ MODULES = [
     "prunelimit.lanczos",
     "prunelimit.training",
     "prunelimit.limit",
+    "prunelimit.pruning",
     "prunelimit.data",
     "prunelimit.experiments",
     "prunelimit.environment",
