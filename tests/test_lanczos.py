@@ -139,3 +139,12 @@ def test_truncating_an_slq_run_equals_a_shorter_run(network) -> None:
     truncated = long.truncated(12)
     for a, b in zip(truncated.nodes + truncated.weights, short.nodes + short.weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_a_float32_basis_gives_the_same_quadrature_to_single_precision(network) -> None:
+    operator, _ = network
+    double = slq(operator, 40, 4, seed=6, progress=False)
+    single = slq(operator, 40, 4, seed=6, progress=False, basis_dtype=torch.float32)
+    f = lambda x: np.abs(x) / (np.abs(x) + 1e-2)  # noqa: E731
+    assert single.spectral_sum(f).mean == pytest.approx(double.spectral_sum(f).mean, rel=1e-4)
+    np.testing.assert_allclose(single.nodes[0][-3:], double.nodes[0][-3:], rtol=1e-5)

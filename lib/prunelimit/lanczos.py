@@ -77,6 +77,17 @@ class Tridiagonal:
         return eigh_tridiagonal(self.diagonal, self.offdiagonal)
 
 
+def _project_out(basis: torch.Tensor, w: torch.Tensor, block: int = 16) -> torch.Tensor:
+    """w minus its projection on the stored basis [p, j, D], in float64: a float32 basis is
+    converted ``block`` vectors at a time, so the extra memory is one block, not the basis."""
+    if basis.dtype == torch.float64:
+        return w - torch.einsum("pjd,pj->pd", basis, torch.einsum("pjd,pd->pj", basis, w))
+    for start in range(0, basis.shape[1], block):
+        part = basis[:, start : start + block].double()
+        w = w - torch.einsum("pjd,pj->pd", part, torch.einsum("pjd,pd->pj", part, w))
+    return w
+
+
 def _lanczos_runs(
     operator: Operator,
     starts: torch.Tensor,
@@ -84,6 +95,7 @@ def _lanczos_runs(
     reorthogonalize: bool,
     progress: bool,
     converged: Callable[[Tridiagonal], bool] | None = None,
+    basis_dtype: torch.dtype = torch.float64,
 ) -> list[Tridiagonal]:
     """Independent Lanczos runs from the rows of ``starts`` [p, D], advanced in lockstep so that one
     ``matmat`` (one graph per data chunk) serves all p of them.
@@ -93,11 +105,13 @@ def _lanczos_runs(
     removed most of the vector (its norm fell below 1/sqrt(2): Kahan and Parlett's "twice is
     enough" test), the only case in which one pass can leave it non-orthogonal. A run stops at
     breakdown (beta ~ 0) and contributes zero vectors from then on. With one run, ``converged``
-    (called on the tridiagonal so far) can stop the iteration early.
+    (called on the tridiagonal so far) can stop the iteration early. ``basis_dtype``: how the
+    stored basis is kept (float32 halves its memory, p x steps x D values); the current vectors,
+    the coefficients and all dot products stay float64.
     """
     count, size = starts.shape
     steps = min(num_steps, size)
-    basis = torch.zeros(count, steps, size, dtype=torch.float64, device=starts.device)
+    basis = torch.zeros(count, steps, size, dtype=basis_dtype, device=starts.device)
     current = starts.double() / starts.double().norm(dim=1, keepdim=True)
     previous = torch.zeros_like(current)
     alphas, betas = np.zeros((count, steps)), np.zeros((count, steps))
@@ -111,10 +125,9 @@ def _lanczos_runs(
         if j:
             w -= torch.as_tensor(betas[:, j - 1], device=w.device)[:, None] * previous
         if reorthogonalize:
-            done = basis[:, : j + 1]
             for _ in range(2):
                 before = w.norm(dim=1)
-                w -= torch.einsum("pjd,pj->pd", done, torch.einsum("pjd,pd->pj", done, w))
+                w = _project_out(basis[:, : j + 1], w)
                 if not bool((w.norm(dim=1) < before / math.sqrt(2)).any()):
                     break
         beta = w.norm(dim=1)
@@ -295,6 +308,7 @@ def slq(
     seed: int = 0,
     reorthogonalize: bool = True,
     progress: bool = True,
+    basis_dtype: torch.dtype = torch.float64,
 ) -> SLQResult:
     """Stochastic Lanczos quadrature with ``num_probes`` random sign probes run in lockstep.
 
@@ -305,7 +319,9 @@ def slq(
         raise ValueError(f"num_probes must be >= 1, got {num_probes}")
     size = operator.shape[0]
     starts = rademacher_probes(size, num_probes, seed, operator.device)
-    runs = _lanczos_runs(operator, starts, num_steps, reorthogonalize, progress)
+    runs = _lanczos_runs(
+        operator, starts, num_steps, reorthogonalize, progress, basis_dtype=basis_dtype
+    )
     return SLQResult.from_tridiagonals(runs, size, seed)
 
 
