@@ -1,5 +1,6 @@
 """Lanczos, SLQ and trace estimators against eigvalsh, eigsh and exact traces."""
 
+import json
 import math
 
 import numpy as np
@@ -148,3 +149,11 @@ def test_a_float32_basis_gives_the_same_quadrature_to_single_precision(network) 
     f = lambda x: np.abs(x) / (np.abs(x) + 1e-2)  # noqa: E731
     assert single.spectral_sum(f).mean == pytest.approx(double.spectral_sum(f).mean, rel=1e-4)
     np.testing.assert_allclose(single.nodes[0][-3:], double.nodes[0][-3:], rtol=1e-5)
+
+
+def test_lanczos_result_serialises_to_json(network) -> None:
+    operator, _ = network
+    result = lanczos(operator, 10, seed=4, progress=False)
+    stored = json.loads(json.dumps(result.to_dict()))
+    np.testing.assert_array_equal(stored["ritz_values"], result.ritz_values)
+    assert stored["converged"] == result.converged.tolist() and stored["seed"] == 4

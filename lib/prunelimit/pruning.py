@@ -94,9 +94,6 @@ class Sweep:
     tolerance: float
     limit: float
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def one_shot_sweep(
     params: Sequence[torch.Tensor],

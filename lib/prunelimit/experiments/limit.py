@@ -193,3 +193,18 @@ def quadratic_study(config: QuadraticStudyConfig) -> dict:
             "exact_limit": quadratic_limit(hessian, w_star, eps) / config.slq_size,
         },
     }
+
+
+def error_summary(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Per eigenbasis: mean and largest |prediction - exact| in ratio points, and the share of cases
+    whose exact limit lies inside the bounds."""
+    summary = {}
+    for basis in dict.fromkeys(r["basis"] for r in rows):
+        mine = [r for r in rows if r["basis"] == basis]
+        errors = np.array([100 * (r["rho"] - r["exact"]) for r in mine])
+        summary[basis] = {
+            "mean": float(errors.mean()),
+            "max_abs": float(np.abs(errors).max()),
+            "inside": float(np.mean([r["lower"] <= r["exact"] <= r["upper"] for r in mine])),
+        }
+    return summary
