@@ -132,29 +132,35 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def download_checked(url: str, target: Path, expected_md5: str) -> Path:
+    """Download ``url`` to ``target`` unless it is already there with that MD5; the file is
+    checked by MD5 and moved in atomically (no partial file is ever left under ``target``)."""
+    if target.is_file() and _md5(target) == expected_md5:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False) as part:
+        partial = Path(part.name)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                shutil.copyfileobj(response, part)
+        except BaseException:
+            partial.unlink()
+            raise
+    if _md5(partial) != expected_md5:
+        partial.unlink()
+        raise ValueError(f"{url}: MD5 differs from the official {expected_md5}")
+    partial.replace(target)
+    return target
+
+
 def download_fashion_mnist(
     destination: Path,
     base_url: str = FASHION_MNIST_URL,
     checksums: dict[str, str] = FASHION_MNIST_MD5,
 ) -> Path:
     """Download the four files into ``destination``, each checked by MD5 and moved in atomically."""
-    destination.mkdir(parents=True, exist_ok=True)
     for name, expected_md5 in checksums.items():
-        target = destination / name
-        if target.is_file() and _md5(target) == expected_md5:
-            continue
-        with tempfile.NamedTemporaryFile(dir=destination, suffix=".part", delete=False) as part:
-            partial = Path(part.name)
-            try:
-                with urllib.request.urlopen(base_url + name, timeout=60) as response:
-                    shutil.copyfileobj(response, part)
-            except BaseException:
-                partial.unlink()
-                raise
-        if _md5(partial) != expected_md5:
-            partial.unlink()
-            raise ValueError(f"{base_url + name}: MD5 differs from the official {expected_md5}")
-        partial.replace(target)
+        download_checked(base_url + name, destination / name, expected_md5)
     return destination
 
 
