@@ -25,7 +25,7 @@ from prunelimit.curvature import HessianOperator
 from prunelimit.data import load_fashion_mnist
 from prunelimit.lanczos import hutchpp_trace, lanczos
 from prunelimit.models import fc5, lenet5
-from prunelimit.training import evaluate, train_classifier
+from prunelimit.training import Recipe, evaluate, train
 
 LOSS = nn.CrossEntropyLoss()
 
@@ -82,7 +82,7 @@ def trained(name: str, images: torch.Tensor, labels: torch.Tensor, epochs: int) 
     torch.manual_seed(0)
     model = (fc5() if name == "FC5" else lenet5()).to(images.device)
     start = time.perf_counter()
-    train_classifier(model, images, labels, epochs=epochs, lr=0.01, progress=False)
+    train(model, images, labels, Recipe(epochs, 0.01), progress=False)
     loss, accuracy = evaluate(model, images, labels)
     print(
         f"\n== {name}: {sum(p.numel() for p in model.parameters()):,} parameters, trained "

@@ -11,7 +11,7 @@ from torch import nn
 
 from prunelimit.curvature import HessianOperator, dense_hessian
 from prunelimit.lanczos import MatrixOperator, hutchinson_trace, hutchpp_trace, lanczos, slq
-from prunelimit.training import train_classifier
+from prunelimit.training import Recipe, train
 
 LOSS = nn.CrossEntropyLoss()
 
@@ -23,7 +23,7 @@ def network() -> tuple[HessianOperator, np.ndarray]:
     inputs = torch.randn(600, 8, dtype=torch.float64)
     targets = (inputs[:, :3].sum(dim=1) > 0).long() + (inputs[:, 3] > 0.5).long()
     model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)).double()
-    train_classifier(model, inputs, targets, epochs=20, lr=0.1, progress=False)
+    train(model, inputs, targets, Recipe(20, 0.1), progress=False)
     operator = HessianOperator(model, LOSS, (inputs, targets), chunk_size=256)
     matrix = dense_hessian(model, LOSS, (inputs, targets))
     return operator, np.linalg.eigvalsh(((matrix + matrix.T) / 2).numpy())

@@ -16,7 +16,7 @@ from prunelimit.pruning import (
     one_shot_sweep,
     random_masks,
 )
-from prunelimit.training import evaluate, train_classifier
+from prunelimit.training import Recipe, evaluate, train
 
 
 def small_model(seed: int = 0) -> nn.Sequential:
@@ -86,7 +86,7 @@ def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     inputs = torch.randn(400, 1, 8, 8)
     targets = (inputs.mean(dim=(1, 2, 3)) > 0).long() + (inputs[:, 0, 0, 0] > 0).long()
     model = small_model()
-    train_classifier(model, inputs, targets, epochs=15, lr=0.05, progress=False)
+    train(model, inputs, targets, Recipe(15, 0.05), progress=False)
     return model, inputs, targets
 
 
@@ -118,7 +118,7 @@ def test_retraining_on_a_mask_keeps_pruned_weights_at_zero(trained) -> None:
     masks = global_magnitude_masks(params, 0.2)
     with frozen_mask(params, masks):
         pruned_loss = evaluate(model, inputs, targets)[0]
-        train_classifier(model, inputs, targets, epochs=5, lr=0.05, progress=False)
+        train(model, inputs, targets, Recipe(5, 0.05), progress=False)
     assert all(torch.all(p[~m] == 0) for p, m in zip(params, masks, strict=True))
     assert evaluate(model, inputs, targets)[0] < pruned_loss
     assert np.isfinite(pruned_loss)

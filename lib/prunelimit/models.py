@@ -230,3 +230,27 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
         "total": sum(p.numel() for p in model.parameters()),
         "prunable": sum(p.numel() for p in prunable_parameters(model)),
     }
+
+
+CONVOLUTIONAL = {
+    "alexnet": alexnet,
+    "vgg16_bn": vgg16_bn,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+}
+FULLY_CONNECTED = {"fc5": fc5, "fc12": fc12}
+MODEL_NAMES = (*FULLY_CONNECTED, *CONVOLUTIONAL)
+
+
+def build_model(
+    name: str, in_channels: int, image_size: int, num_classes: int, width: float = 1.0
+) -> nn.Module:
+    """One of ``MODEL_NAMES`` for [N, in_channels, image_size, image_size] inputs. The FC nets
+    keep the paper's widths (``width`` must be 1); the conv nets scale their channels by it."""
+    if name in FULLY_CONNECTED:
+        if width != 1.0:
+            raise ValueError(f"{name} keeps the paper's widths: width must be 1.0, got {width}")
+        return FULLY_CONNECTED[name](in_channels * image_size**2, num_classes)
+    if name in CONVOLUTIONAL:
+        return CONVOLUTIONAL[name](in_channels, image_size, num_classes, width)
+    raise ValueError(f"unknown model {name!r}: choose one of {MODEL_NAMES}")

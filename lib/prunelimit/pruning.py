@@ -95,28 +95,47 @@ class Sweep:
     limit: float
 
 
+def _magnitude_prefix_masks(params: Sequence[torch.Tensor]) -> Callable[[int], Masks]:
+    """Global magnitude masks by kept count, from one sort (equal to ``global_magnitude_masks``)."""
+    order = magnitude_order(_flat_magnitudes(params))
+
+    def masks(k: int) -> Masks:
+        keep = np.zeros(order.size, dtype=bool)
+        keep[order[:k]] = True
+        return _masks_from_flat(params, keep)
+
+    return masks
+
+
 def one_shot_sweep(
     params: Sequence[torch.Tensor],
     evaluate: Callable[[], tuple[float, float]],
     tolerance: float,
     grid: Sequence[float] = tuple(np.linspace(0.0, 1.0, 21)),
-    masks_for: Callable[[Sequence[torch.Tensor], float], Masks] = global_magnitude_masks,
+    masks_for: Callable[[Sequence[torch.Tensor], float], Masks] | None = None,
+    resolution: int = 1,
     progress: bool = True,
 ) -> Sweep:
     """Evaluate the pruned network on a grid of ratios, then bisect on the kept count k between the
-    last failing and the first passing grid points, down to a single weight.
+    last failing and the first passing grid points, until they are ``resolution`` weights apart.
 
     ``evaluate()`` returns (loss, accuracy) of the model in its current state; the weights are
     pruned in place only while it runs (no checkpoint per ratio). A ratio passes when its loss is
-    at most the dense loss + ``tolerance``.
+    at most the dense loss + ``tolerance``. ``masks_for(params, ratio)`` defaults to global
+    magnitude pruning (computed from a single sort of the magnitudes).
     """
     size = _flat_magnitudes(params).size
+    by_count = (
+        _magnitude_prefix_masks(params)
+        if masks_for is None
+        else lambda k: masks_for(params, k / size)
+    )
     dense_loss, dense_accuracy = evaluate()
     results: dict[int, tuple[float, float]] = {}
 
     def at(k: int) -> tuple[float, float]:
         if k not in results:
-            with masked(params, masks_for(params, k / size)):
+            with masked(params, by_count(k)):
                 results[k] = evaluate()
         return results[k]
 
@@ -128,7 +147,7 @@ def one_shot_sweep(
     below = max((k for k in counts if k < first), default=None)
     if below is not None:  # bisection between a failing and a passing count
         low, high = below, first
-        while high - low > 1:
+        while high - low > max(resolution, 1):
             middle = (low + high) // 2
             low, high = (low, middle) if at(middle)[0] <= dense_loss + tolerance else (middle, high)
         first = high

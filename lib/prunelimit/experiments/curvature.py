@@ -18,7 +18,7 @@ from prunelimit.data import load_fashion_mnist, load_mnist_5k, shuffled_split
 from prunelimit.experiments.profiles import ProfiledConfig
 from prunelimit.lanczos import MatrixOperator, Tridiagonal, lanczos, slq
 from prunelimit.models import fc5, kaiming_init, mlp
-from prunelimit.training import evaluate, train_classifier
+from prunelimit.training import Recipe, evaluate, train
 
 LOSS = nn.CrossEntropyLoss()
 
@@ -49,14 +49,13 @@ def digits_network(config: DigitsNetworkConfig) -> DigitsNetwork:
     """Train the MLP (float64, so that the exact references are exact) on MNIST-5k digits."""
     images, labels = load_mnist_5k()
     pooled = nn.functional.avg_pool2d(images, config.pool).double()
-    train, test = shuffled_split(pooled, labels, config.test_size, seed=config.seed)
+    train_data, test_data = shuffled_split(pooled, labels, config.test_size, seed=config.seed)
     torch.manual_seed(config.seed)
     side = 28 // config.pool
     model = kaiming_init(mlp(side * side, (config.hidden,), 10)).double()
-    train_classifier(
-        model, *train, epochs=config.epochs, lr=config.lr, seed=config.seed, progress=False
-    )
-    return DigitsNetwork(model, train, test)
+    recipe = Recipe(config.epochs, config.lr, seed=config.seed)
+    train(model, *train_data, recipe, progress=False)
+    return DigitsNetwork(model, train_data, test_data)
 
 
 def _reference_hessian(
@@ -129,9 +128,7 @@ def product_costs(config: ProductCostConfig) -> dict[str, float]:
     images, labels = images.to(device), labels.to(device)
     torch.manual_seed(config.seed)
     model = fc5().to(device)
-    train_classifier(
-        model, images, labels, epochs=config.epochs, lr=0.01, seed=config.seed, progress=False
-    )
+    train(model, images, labels, Recipe(config.epochs, 0.01, seed=config.seed), progress=False)
     data = (images, labels)
     fresh = HessianOperator(model, LOSS, data, chunk_size=config.examples, reuse_graph=False)
     kept = HessianOperator(model, LOSS, data, chunk_size=config.examples)

@@ -40,17 +40,17 @@ def write_json_atomic(path: Path, payload: JSONValue) -> None:
     Path(handle.name).replace(path)
 
 
-def _check_finite(value: JSONValue, where: str = "result") -> None:
+def check_finite(value: JSONValue, where: str = "result") -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(
             f"{where} is {value}: a NaN or infinite result is not stored; check the loss"
         )
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_finite(item, f"{where}[{key!r}]")
+            check_finite(item, f"{where}[{key!r}]")
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _check_finite(item, f"{where}[{index}]")
+            check_finite(item, f"{where}[{index}]")
 
 
 class ResultsStore:
@@ -72,7 +72,7 @@ class ResultsStore:
         return json.loads(path.read_text())["result"] if path.is_file() else None
 
     def save(self, config: Any, result: JSONValue) -> Path:
-        _check_finite(result)
+        check_finite(result)
         as_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
         path = self.path(config)
         write_json_atomic(path, {"config": as_dict, "result": result})
