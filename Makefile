@@ -52,7 +52,7 @@ $(DATA_READY): $(INSTALLED)
 
 # One executed notebook per text notebook; a failing cell deletes the half-written output.
 $(EXECUTED_DIR)/%.ipynb: %.md $(LIBRARY) | $(INSTALLED) $(DATA_READY)
-	$(PY) -m prunelimit.book_pipeline execute $< $@ --profile $(PROFILE) $(if $(RECOMPUTE),--recompute)
+	$(PY) -m prunelimit.book_pipeline execute $< $@ --profile $(PROFILE) $(if $(RECOMPUTE_SINCE),--recompute-since $(RECOMPUTE_SINCE))
 
 # Rewritten only when PROFILE changes, so switching profiles rebuilds the HTML.
 $(PROFILE_MARK): FORCE
@@ -63,9 +63,14 @@ $(BOOK_BUILT): $(EXECUTED) $(PAGES) _config.yml _toc.yml $(PROFILE_MARK) | $(INS
 	$(PY) -m prunelimit.book_pipeline build --executed $(EXECUTED_DIR)
 	touch $@
 
+# Recomputes every result stored before the run started. The start time is kept in a file until
+# the run succeeds, so an interrupted `make execute` resumes: finished notebooks and stages stay.
+EXECUTE_SINCE := _build/execute-since-$(PROFILE)
 execute: | $(INSTALLED) $(DATA_READY)
-	rm -rf $(EXECUTED_DIR)
-	$(MAKE) --no-print-directory book PROFILE=$(PROFILE) RECOMPUTE=1
+	@mkdir -p _build
+	@[ -f $(EXECUTE_SINCE) ] || { rm -rf $(EXECUTED_DIR); date +%s > $(EXECUTE_SINCE); }
+	$(MAKE) --no-print-directory book PROFILE=$(PROFILE) RECOMPUTE_SINCE=$$(cat $(EXECUTE_SINCE))
+	rm -f $(EXECUTE_SINCE)
 
 test: | $(INSTALLED) $(DATA_READY)
 	$(PY) -m ruff check lib tests benchmarks

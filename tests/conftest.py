@@ -27,7 +27,8 @@ def executed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def execute_smoke(smoke_results: Path, executed_dir: Path) -> Callable[[Path], Path]:
-    """Execute a text notebook of the book once (smoke profile, recomputing); its executed path.
+    """Execute a text notebook of the book once (smoke profile, into the session's empty results
+    folder, so everything is computed once); its executed path.
 
     Later requests for the same notebook reuse the result, or re-raise its error.
     """
@@ -37,7 +38,7 @@ def execute_smoke(smoke_results: Path, executed_dir: Path) -> Callable[[Path], P
         if source not in outcomes:
             output = executed_dir / source.relative_to(PROJECT).with_suffix(".ipynb")
             try:
-                execute_notebook(source, output, profile="smoke", recompute=True)
+                execute_notebook(source, output, profile="smoke")
                 outcomes[source] = output
             except NotebookError as error:
                 outcomes[source] = error

@@ -93,9 +93,16 @@ def _unexpected_errors(notebook: nbformat.NotebookNode) -> str:
 
 
 def execute_notebook(
-    source: Path, output: Path, profile: str, recompute: bool = False, progress: bool = False
+    source: Path,
+    output: Path,
+    profile: str,
+    recompute: bool | float = False,
+    progress: bool = False,
 ) -> None:
     """Run text notebook ``source`` with papermill in its own folder; write ``output`` atomically.
+
+    ``recompute`` is passed to the notebook: True recomputes its results, a Unix time recomputes
+    those stored before it (see ``experiments.store.is_fresh``).
 
     Raises NotebookError with the cell's error and traceback when a cell raises; ``output`` is
     then left untouched.
@@ -200,7 +207,13 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("source", type=Path)
     run.add_argument("output", type=Path)
     run.add_argument("--profile", required=True)
-    run.add_argument("--recompute", action="store_true", help="ignore stored results")
+    run.add_argument(
+        "--recompute-since",
+        type=float,
+        default=None,
+        metavar="UNIX_TIME",
+        help="recompute stored results written before this time (make execute's start)",
+    )
     build = commands.add_parser("build", help="stage the site and build the HTML book")
     build.add_argument("--executed", type=Path, required=True, help="folder of executed notebooks")
     build.add_argument("--site", type=Path, default=Path("_build/site"))
@@ -208,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.command == "execute":
-            execute_notebook(args.source, args.output, args.profile, args.recompute, progress=True)
+            recompute = False if args.recompute_since is None else args.recompute_since
+            execute_notebook(args.source, args.output, args.profile, recompute, progress=True)
         else:
             site = stage_site(Path.cwd(), args.executed, args.site)
             print(f"built {build_html(site, args.output_root)}")

@@ -267,6 +267,36 @@ def threshold_curve(
     return ks / size, np.array([measure.ratio(_distance_at(distances, k), eps) for k in ks])
 
 
+def critical_distances(
+    spectrum: Spectrum,
+    size: int,
+    eps: float,
+    ratios: np.ndarray,
+    negative: NegativeCurvature = "abs",
+    zero_row_share: float = 0.0,
+) -> np.ndarray:
+    """The theory's largest allowed distance at each ratio: R with rho*(R) = ratio [len(ratios)].
+
+    rho*(R) increases from 0 to (1 - zero share) as R grows, so pruning to k = ratio D is
+    predicted to work while R(k) <= this distance; +inf where the ratio is beyond rho*'s range.
+    """
+    measure = _measure(spectrum, size, negative, zero_row_share)
+    ceiling = 1.0 - zero_row_share
+    result = []
+    for ratio in np.asarray(ratios, dtype=np.float64):
+        if ratio >= ceiling:
+            result.append(math.inf)
+            continue
+        low, high = -30.0, 30.0  # log R
+        for _ in range(100):
+            middle = (low + high) / 2
+            low, high = (
+                (middle, high) if measure.ratio(math.exp(middle), eps) < ratio else (low, middle)
+            )
+        result.append(math.exp((low + high) / 2))
+    return np.array(result)
+
+
 # ----------------------------------------------------------------------------- zero rows of H
 @dataclasses.dataclass(frozen=True)
 class ZeroRowShare:

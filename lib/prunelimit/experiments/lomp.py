@@ -23,7 +23,14 @@ from torch import nn
 
 from prunelimit.curvature import HessianOperator
 from prunelimit.experiments.profiles import check_profile
-from prunelimit.experiments.store import JSONValue, check_finite, config_hash, write_json_atomic
+from prunelimit.experiments.store import (
+    JSONValue,
+    Recompute,
+    check_finite,
+    config_hash,
+    is_fresh,
+    write_json_atomic,
+)
 from prunelimit.lanczos import SLQResult, slq
 from prunelimit.limit import (
     flat_weights,
@@ -48,7 +55,6 @@ from prunelimit.views import DataSpec, Views, load_views, random_crop_flip
 LOSS = nn.CrossEntropyLoss()
 STAGES = ("train", "dense", "limit", "one_shot", "retrained")
 PLAIN_STAGES = ("train", "dense", "one_shot")
-Recompute = bool | float  # True: everything; a Unix time: results stored before it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,9 +250,7 @@ class StageStore:
         self.folder = config.folder(root)
 
     def fresh(self, path: Path) -> bool:
-        if not path.is_file() or self.recompute is True:
-            return False
-        return self.recompute is False or path.stat().st_mtime >= float(self.recompute)
+        return is_fresh(path, self.recompute)
 
     def get(self, name: str, compute: Callable[[], JSONValue]) -> JSONValue:
         path = self.folder / f"{name}.json"
@@ -491,6 +495,26 @@ __all__ = [
     "HessianSpec",
     "PruningSpec",
     "plain_variant",
+    "profile_differences",
     "run",
     "task_config",
 ]
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat |= _flatten(item, f"{prefix}{key}.")
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def profile_differences(config: ExperimentConfig, reference: ExperimentConfig) -> list[list]:
+    """Rows [setting, this config, reference] for every setting on which the two differ."""
+    ours, theirs = (_flatten(dataclasses.asdict(c)) for c in (config, reference))
+    return [
+        [key, ours[key], theirs[key]]
+        for key in ours
+        if ours[key] != theirs[key] and key not in ("profile", "pruning.grid")
+    ]

@@ -19,6 +19,18 @@ from prunelimit.experiments.profiles import check_profile
 from prunelimit.paths import results_root
 
 JSONValue = Any  # a value json.dumps accepts: dict, list, str, int, float, bool, None
+Recompute = bool | float  # True: recompute; False: reuse; a Unix time: recompute older results
+
+
+def is_fresh(path: Path, recompute: Recompute) -> bool:
+    """Whether the stored file at ``path`` may be reused under ``recompute``.
+
+    A Unix time (``make execute`` passes the time it started) reuses only files written since,
+    so a restarted run keeps what it already recomputed.
+    """
+    if not path.is_file() or recompute is True:
+        return False
+    return recompute is False or path.stat().st_mtime >= float(recompute)
 
 
 def config_hash(config: Any) -> str:
@@ -79,11 +91,11 @@ class ResultsStore:
         return path
 
     def load_or_compute(
-        self, config: Any, compute: Callable[[], JSONValue], recompute: bool = False
+        self, config: Any, compute: Callable[[], JSONValue], recompute: Recompute = False
     ) -> JSONValue:
-        """The stored result if present and not ``recompute``; else ``compute()``, then stored."""
-        stored = None if recompute else self.load(config)
-        if stored is not None:
-            return stored
+        """The stored result if fresh under ``recompute`` (see ``is_fresh``); else ``compute()``,
+        then stored."""
+        if is_fresh(self.path(config), recompute):
+            return self.load(config)
         self.save(config, compute())
         return self.load(config)  # the stored form, so a first run and a rerun return the same
