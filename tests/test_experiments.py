@@ -14,6 +14,7 @@ from prunelimit.experiments import (
     config_hash,
     write_json_atomic,
 )
+from prunelimit.experiments.store import is_fresh
 
 
 def test_profiles() -> None:
@@ -99,3 +100,16 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
     write_json_atomic(target, {"x": 2})
     assert json.loads(target.read_text()) == {"x": 2}
     assert [path.name for path in target.parent.iterdir()] == ["result.json"]
+
+
+def test_a_start_time_recomputes_only_results_stored_before_it(tmp_path: Path) -> None:
+    """What `make execute` passes: results written since its start are reused on a restart."""
+    store = ResultsStore("demo", "cpu", root=tmp_path)
+    compute = Counter({"loss": 0.5})
+    store.load_or_compute({"seed": 1}, compute)
+    written = store.path({"seed": 1}).stat().st_mtime
+    store.load_or_compute({"seed": 1}, compute, recompute=written - 10)
+    assert compute.calls == 1, "stored after the start: reused"
+    store.load_or_compute({"seed": 1}, compute, recompute=written + 10)
+    assert compute.calls == 2, "stored before the start: recomputed"
+    assert is_fresh(store.path({"seed": 1}), False) and not is_fresh(tmp_path / "none", False)

@@ -1,0 +1,212 @@
+"""Part III's experiment runner: task configs under every profile (the full one down to reading
+its data), stage caching, a killed run that resumes, and the actual limits' definitions."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from prunelimit.data import MissingDataError
+from prunelimit.experiments.lomp import (
+    PLAIN_STAGES,
+    STAGES,
+    TASKS,
+    Experiment,
+    plain_variant,
+    profile_differences,
+    run,
+    task_config,
+)
+from prunelimit.experiments.profiles import PROFILES
+from prunelimit.lanczos import SLQResult
+from prunelimit.limit import critical_distances, predict_limit
+from prunelimit.models import build_model, count_parameters
+from prunelimit.paper_data import NUM_CLASSES
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_task_has_a_config_under_every_profile(profile: str) -> None:
+    configs = [task_config(task, profile) for task in TASKS]
+    assert len({c.hash for c in configs}) == len(TASKS), "tasks must not share results"
+    assert all(c.profile == profile for c in configs)
+    if profile != "full":
+        assert all(not c.data.download for c in configs), "cpu and smoke never download"
+    with pytest.raises(ValueError, match="unknown task"):
+        task_config("lenet-mnist", profile)
+
+
+def test_the_hash_is_stable_and_plain_training_differs_only_in_the_penalty() -> None:
+    config = task_config("fc5-cifar10", "cpu")
+    assert task_config("fc5-cifar10", "cpu").hash == config.hash
+    plain = plain_variant(config)
+    assert plain.hash != config.hash and plain.recipe.coefficient == 0.0
+    assert profile_differences(plain, config) == [["recipe.coefficient", 0.0, 5e-5]]
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_full_profile_starts_up_to_reading_its_data(
+    task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The paper's setting: model at full width for the data's shape, the authors' recipe; it
+    stops only at the missing data set, with instructions (no network in the tests)."""
+    config = task_config(task, "full")
+    side = 64 if config.data.name == "tinyimagenet" else 32
+    assert config.data.image_size == side and config.width == 1.0 and config.data.augment
+    assert config.recipe.epochs == 200 and config.recipe.momentum == 0.9
+    assert config.recipe.batch_size == 128 and config.recipe.coefficient == TASKS[task].coefficient
+    if config.model.startswith("resnet"):
+        assert (config.recipe.lr, config.recipe.warmup_epochs) == (0.1, 5)
+        assert config.recipe.schedule == "cosine"
+    else:
+        assert (config.recipe.lr, config.recipe.schedule) == (0.01, "constant")
+    with torch.device("meta"):  # full-size models without allocating their weights
+        model = build_model(config.model, 3, side, NUM_CLASSES[config.data.name], config.width)
+    assert count_parameters(model)["prunable"] > 1_000_000
+    monkeypatch.setenv("PRUNELIMIT_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("PRUNELIMIT_RESULTS", str(tmp_path / "results"))
+    no_download = config.__class__(**{**config.__dict__, "data": config.data.__class__(
+        **{**config.data.__dict__, "download": False})})  # fmt: skip
+    with pytest.raises(MissingDataError, match="PRUNELIMIT_DATA"):
+        run(no_download, progress=False)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    root = tmp_path_factory.mktemp("lomp")
+    config = task_config("resnet18-tinyimagenet", "smoke")
+    return run(config, root=root, progress=False), root
+
+
+def test_a_run_stores_every_stage_and_reloads_it(smoke_run: tuple[dict, Path]) -> None:
+    result, root = smoke_run
+    config = task_config("resnet18-tinyimagenet", "smoke")
+    folder = config.folder(root)
+    for stage in STAGES:
+        stored = json.loads((folder / f"{stage}.json").read_text())
+        assert stored["result"] == result[stage]
+    before = {p: p.stat().st_mtime_ns for p in folder.glob("*.json")}
+    assert run(config, root=root, progress=False) == result
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("*.json")} == before
+
+
+def test_the_one_shot_limit_is_where_the_fixed_loss_leaves_the_tolerance(smoke_run) -> None:
+    result, _ = smoke_run
+    dense, sweep = result["dense"], result["one_shot"]
+    threshold = sweep["dense_loss"] + sweep["tolerance"]
+    assert sweep["tolerance"] == dense["eps"] and sweep["dense_loss"] == dense["fixed_loss"]
+    passing = [r for r, loss in zip(sweep["ratios"], sweep["losses"], strict=True)
+               if loss <= threshold]  # fmt: skip
+    failing = [r for r, loss in zip(sweep["ratios"], sweep["losses"], strict=True)
+               if loss > threshold]  # fmt: skip
+    assert sweep["limit"] == min(passing)
+    assert not failing or max(failing) < sweep["limit"]
+
+
+def test_the_retrained_limit_is_a_passing_trial_at_or_below_one_shot(smoke_run) -> None:
+    result, _ = smoke_run
+    retrained = result["retrained"]
+    assert retrained["limit"] <= result["one_shot"]["limit"]
+    for trial in retrained["trials"]:
+        assert trial["passed"] == (trial["loss"] <= retrained["threshold"])
+        assert trial["nonzero"] <= trial["k"], "retraining must keep pruned weights at zero"
+    passed = [t["ratio"] for t in retrained["trials"] if t["passed"]]
+    if passed:
+        assert retrained["limit"] == min(passed)
+
+
+def test_the_stored_prediction_is_recomputable_from_the_stored_spectrum(smoke_run) -> None:
+    result, _ = smoke_run
+    limit, dense = result["limit"], result["dense"]
+    spectrum = SLQResult.from_dict(limit["spectrum"])
+    assert spectrum.dimension == dense["dimension"]
+    prediction = limit["prediction"]
+    assert prediction["lower"] <= prediction["rho"] <= prediction["upper"]
+    # the theory's allowed distance at the predicted ratio is the measured R there
+    allowed = critical_distances(
+        spectrum,
+        dense["dimension"],
+        dense["eps"],
+        np.array([prediction["rho"]]),
+        zero_row_share=prediction["zero_row_share"],
+    )
+    assert allowed[0] == pytest.approx(prediction["R"], rel=1e-6)
+
+
+def test_critical_distances_invert_the_threshold_equation() -> None:
+    rng = np.random.default_rng(0)
+    eigenvalues, weights = rng.exponential(1.0, 400), rng.normal(size=400)
+    prediction = predict_limit(eigenvalues, weights, eps=0.5)
+    allowed = critical_distances(eigenvalues, 400, 0.5, np.array([prediction.rho, 0.999, 1.0]))
+    assert allowed[0] == pytest.approx(prediction.R, rel=1e-8)
+    assert allowed[1] > allowed[0] and allowed[2] == np.inf
+
+
+def test_plain_stages_skip_the_spectrum(tmp_path: Path) -> None:
+    config = plain_variant(task_config("resnet18-tinyimagenet", "smoke"))
+    result = run(config, PLAIN_STAGES, root=tmp_path, progress=False)
+    assert set(result) == set(PLAIN_STAGES)
+    assert not (config.folder(tmp_path) / "limit.json").exists()
+    with pytest.raises(ValueError, match="unknown stages"):
+        run(config, ("train", "prune"), root=tmp_path)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    start = time.monotonic()
+    while not path.exists():
+        if process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before {path.name} appeared")
+        if time.monotonic() - start > timeout:
+            process.kill()
+            pytest.fail(f"{path.name} did not appear within {timeout} s")
+        time.sleep(0.01)
+
+
+def test_a_killed_run_resumes_without_recomputing_or_corrupting(tmp_path: Path) -> None:
+    """Kill -9 mid-training, then again after the first stage; the final run keeps both."""
+    config = task_config("fc12-cifar10", "smoke")  # its SLQ takes seconds: room to kill in
+    folder = config.folder(tmp_path)
+    script = (
+        "import sys; from prunelimit.experiments.lomp import run, task_config; "
+        "run(task_config('fc12-cifar10', 'smoke'), root=__import__('pathlib').Path(sys.argv[1]),"
+        " progress=False)"
+    )
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])
+
+    first = start()
+    wait_for(folder / "model.pt", first)  # one epoch of two checkpointed
+    first.kill()
+    first.wait()
+    assert not (folder / "train.json").exists()
+    second = start()
+    wait_for(folder / "train.json", second)
+    second.kill()
+    second.wait()
+    kept = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.glob("*.json")}
+    assert "train.json" in kept and "limit.json" not in kept, "killed before the spectrum"
+    for _, payload in kept.values():
+        json.loads(payload)  # every stored file is complete
+    history = json.loads(kept["train.json"][1])["result"]["history"]
+    assert [row["epoch"] for row in history] == [0, 1]
+    result = run(config, root=tmp_path, progress=False)
+    assert set(result) == set(STAGES)
+    for name, (mtime, payload) in kept.items():
+        path = folder / name
+        assert path.stat().st_mtime_ns == mtime and path.read_bytes() == payload, name
+
+
+def test_experiment_loads_nothing_for_stored_stages(smoke_run, monkeypatch) -> None:
+    """Rendering the book from stored results needs neither the data nor the model."""
+    _, root = smoke_run
+    experiment = Experiment(task_config("resnet18-tinyimagenet", "smoke"), root=root)
+    monkeypatch.setattr(
+        "prunelimit.experiments.lomp.load_views",
+        lambda spec: pytest.fail("data were read although every stage was stored"),
+    )
+    assert experiment.stage("limit")["prediction"]["rho"] > 0
