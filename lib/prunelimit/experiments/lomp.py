@@ -128,13 +128,13 @@ TASKS = {
         "fc5",
         "cifar10",
         5e-5,
-        {"data": {"name": "fashion-mnist", "image_size": 28, "hessian_size": 2000}, "epochs": 8},
+        {"data": {"name": "fashion-mnist", "image_size": 28, "hessian_size": 1000}, "epochs": 8},
     ),
     "fc12-cifar10": Task(
         "fc12",
         "cifar10",
         5e-5,
-        {"data": {"name": "fashion-mnist", "image_size": 28, "hessian_size": 1000}, "epochs": 6},
+        {"data": {"name": "fashion-mnist", "image_size": 28, "hessian_size": 500}, "epochs": 5},
     ),
     "alexnet-cifar10": Task(
         "alexnet",
@@ -204,11 +204,11 @@ def task_config(name: str, profile: str) -> ExperimentConfig:
     if check_profile(profile) == "full":
         return full
     cpu = task.cpu
-    data = DataSpec(**({"image_size": 32, "hessian_size": 512} | cpu["data"]))
+    data = DataSpec(**({"image_size": 32, "hessian_size": 256} | cpu["data"]))
     recipe = dataclasses.replace(full.recipe, epochs=cpu["epochs"])
     if recipe.schedule == "cosine":
         recipe = dataclasses.replace(recipe, warmup_epochs=1, lr=0.05)
-    hessian = HessianSpec(num_steps=min(task.steps, 100), num_probes=3, zero_rows=32)
+    hessian = HessianSpec(num_steps=80, num_probes=3, zero_rows=32)
     config = dataclasses.replace(
         full,
         profile=profile,
