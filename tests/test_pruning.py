@@ -110,6 +110,23 @@ def test_sweep_finds_the_limit_to_a_single_weight(trained) -> None:
     )  # nothing stays pruned
 
 
+def test_sorting_once_gives_the_same_sweep_and_resolution_stops_early(trained) -> None:
+    model, inputs, targets = trained
+    params = prunable_parameters(model)
+    size = sum(p.numel() for p in params)
+
+    def sweep(**options):
+        return one_shot_sweep(
+            params, lambda: evaluate(model, inputs, targets), 0.05, progress=False, **options
+        )
+
+    fast, reference = sweep(), sweep(masks_for=global_magnitude_masks)
+    assert fast == reference
+    coarse = sweep(resolution=16)
+    k, k_exact = round(coarse.limit * size), round(fast.limit * size)
+    assert k_exact <= k <= k_exact + 16 and len(coarse.ratios) < len(fast.ratios)
+
+
 def test_retraining_on_a_mask_keeps_pruned_weights_at_zero(trained) -> None:
     model, inputs, targets = trained
     model = small_model()
