@@ -165,13 +165,13 @@ TASKS = {
         "resnet18",
         "tinyimagenet",
         5e-5,
-        {"data": {"name": "mnist-5k", "fixed_size": 4000}, "width": 0.0625, "epochs": 12},
+        {"data": {"name": "mnist-5k", "fixed_size": 3000}, "width": 0.0625, "epochs": 12},
     ),
     "resnet50-tinyimagenet": Task(
         "resnet50",
         "tinyimagenet",
         2e-5,
-        {"data": {"name": "mnist-5k", "fixed_size": 4000}, "width": 0.0625, "epochs": 12},
+        {"data": {"name": "mnist-5k", "fixed_size": 3000}, "width": 0.0625, "epochs": 12},
     ),
 }
 
