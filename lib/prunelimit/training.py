@@ -158,9 +158,13 @@ def train(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, chunk_size: int = 4096
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, chunk_size: int = 256
 ) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over the data, in chunks, in eval mode."""
+    """(mean cross-entropy, accuracy) over the data, in chunks, in eval mode.
+
+    Small chunks are faster on a CPU for convolutional networks (ResNet50 at width 1/16 on
+    5,000 images: 1.3 s in chunks of 256, 8.5 s in chunks of 4,096) and no slower for MLPs.
+    """
     model.eval()
     device = next(model.parameters()).device
     loss, correct = 0.0, 0

@@ -370,6 +370,7 @@ class Experiment:
             ).to_dict()
 
         steps = sorted({*range(10, spec.num_steps, 10), spec.num_steps})
+        by_steps = [predict(spectrum.truncated(m)) for m in steps]
         ratio, curve = threshold_curve(spectrum, w_star, eps, points=300)
         return {
             "spectrum": spectrum.to_dict(),
@@ -379,8 +380,8 @@ class Experiment:
             "prediction_flat": predict(spectrum, "flat"),
             "by_steps": {
                 "steps": steps,
-                "rho": [predict(spectrum.truncated(m))["rho"] for m in steps],
-                "stderr": [predict(spectrum.truncated(m))["rho_stderr"] or 0.0 for m in steps],
+                "rho": [p["rho"] for p in by_steps],
+                "stderr": [p["rho_stderr"] or 0.0 for p in by_steps],
             },
             "threshold": {"ratio": ratio.tolist(), "rho_star": curve.tolist()},
         }
