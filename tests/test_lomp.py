@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from prunelimit.data import MissingDataError
+from prunelimit.data import NUM_CLASSES, MissingDataError
+from prunelimit.experiment_figures import late_steps_range
 from prunelimit.experiments.lomp import (
     PLAIN_STAGES,
     STAGES,
@@ -26,7 +27,6 @@ from prunelimit.experiments.profiles import PROFILES
 from prunelimit.lanczos import SLQResult
 from prunelimit.limit import critical_distances, predict_limit
 from prunelimit.models import build_model, count_parameters
-from prunelimit.paper_data import NUM_CLASSES
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -135,6 +135,18 @@ def test_the_stored_prediction_is_recomputable_from_the_stored_spectrum(smoke_ru
         zero_row_share=prediction["zero_row_share"],
     )
     assert allowed[0] == pytest.approx(prediction["R"], rel=1e-6)
+
+
+def test_the_prediction_by_steps_ends_at_the_prediction_and_its_late_range_is_taken(
+    smoke_run,
+) -> None:
+    limit = smoke_run[0]["limit"]
+    assert limit["by_steps"]["steps"][-1] == len(SLQResult.from_dict(limit["spectrum"]).nodes[0])
+    assert limit["by_steps"]["rho"][-1] == limit["prediction"]["rho"]
+    low, high = late_steps_range(limit)
+    assert low <= limit["prediction"]["rho"] <= high
+    synthetic = {"by_steps": {"steps": [10, 20, 30, 40], "rho": [0.1, 0.5, 0.3, 0.4]}}
+    assert late_steps_range(synthetic) == (0.3, 0.5)
 
 
 def test_critical_distances_invert_the_threshold_equation() -> None:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from prunelimit import paper_data
-from prunelimit.data import MissingDataError
+from prunelimit.data import MissingDataError, load_dataset
 from prunelimit.views import DataSpec, load_views, make_views, prepare, random_crop_flip
 
 
@@ -67,6 +67,8 @@ def test_cifar_reader_matches_the_pickled_batches(data_dir: Path, name: str, as_
         np.testing.assert_array_equal(images[:, 2, 31, 31], expected[:, 3071])
         key = paper_data.CIFAR_LABEL_KEY[name]
         assert labels.tolist() == [y for b in batches[split] for y in b[key]]
+        through_data = load_dataset(name, split)  # the one entry point reads the same
+        assert torch.equal(through_data[0], images) and torch.equal(through_data[1], labels)
 
 
 def jpeg(color: tuple[int, int, int]) -> bytes:

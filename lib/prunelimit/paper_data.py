@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prunelimit.data import MissingDataError, download_checked
+from prunelimit.fetch import MissingDataError, download_checked
 from prunelimit.paths import data_root
 
 

@@ -10,13 +10,7 @@ import dataclasses
 
 import torch
 
-from prunelimit.data import balanced_subset, load_dataset, shuffled_split
-from prunelimit.paper_data import NUM_CLASSES, load_cifar, load_tiny_imagenet
-
-Data = tuple[torch.Tensor, torch.Tensor]
-PAPER_DATASETS = ("cifar10", "cifar100", "tinyimagenet")
-OFFLINE_DATASETS = ("fashion-mnist", "mnist-5k")
-MNIST_5K_TEST_SIZE = 1000
+from prunelimit.data import DATASETS, NUM_CLASSES, Data, balanced_subset, limited, load_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,10 +31,8 @@ class DataSpec:
     download: bool = False
 
     def __post_init__(self) -> None:
-        if self.name not in (*PAPER_DATASETS, *OFFLINE_DATASETS):
-            raise ValueError(
-                f"unknown data set {self.name!r}: choose one of {PAPER_DATASETS + OFFLINE_DATASETS}"
-            )
+        if self.name not in DATASETS:
+            raise ValueError(f"unknown data set {self.name!r}: choose one of {DATASETS}")
         if not 0 < self.hessian_size <= self.fixed_size:
             raise ValueError("need 0 < hessian_size <= fixed_size")
 
@@ -60,25 +52,6 @@ class Views:
         return self.train[0].shape[1]
 
 
-def _raw_splits(spec: DataSpec) -> tuple[Data, Data]:
-    if spec.name in ("cifar10", "cifar100"):
-        return load_cifar(spec.name, "train", spec.download), load_cifar(
-            spec.name, "test", spec.download
-        )
-    if spec.name == "tinyimagenet":
-        return load_tiny_imagenet("train", spec.download), load_tiny_imagenet("test", spec.download)
-    if spec.name == "mnist-5k":
-        return shuffled_split(*load_dataset("mnist-5k"), MNIST_5K_TEST_SIZE)
-    return load_dataset(spec.name, "train"), load_dataset(spec.name, "test")
-
-
-def _limited(data: Data, limit: int | None) -> Data:
-    if limit is None or limit >= len(data[1]):
-        return data
-    keep = balanced_subset(data[1], limit)
-    return data[0][keep], data[1][keep]
-
-
 def prepare(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, size: int) -> torch.Tensor:
     """Float images [N, C, size, size]: scaled to [0, 1] if uint8, normalised, zero-padded."""
     images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
@@ -91,26 +64,26 @@ def prepare(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, size: i
 
 def make_views(spec: DataSpec, raw: tuple[Data, Data]) -> Views:
     """Views of already loaded (train, test) splits, images uint8 or floats in [0, 1]."""
-    (train_x, train_y), test = _limited(raw[0], spec.train_limit), _limited(raw[1], spec.test_limit)
+    (train_x, train_y), test = limited(raw[0], spec.train_limit), limited(raw[1], spec.test_limit)
     scaled = train_x.float() / 255.0 if train_x.dtype == torch.uint8 else train_x.float()
     mean, std = scaled.mean(dim=(0, 2, 3)), scaled.std(dim=(0, 2, 3))
     train = prepare(train_x, mean, std, spec.image_size), train_y
     fixed_index = balanced_subset(train_y, min(spec.fixed_size, len(train_y)))
     fixed = train[0][fixed_index], train_y[fixed_index]
     hessian_index = balanced_subset(fixed[1], min(spec.hessian_size, len(fixed[1])))
-    num_classes = NUM_CLASSES.get(spec.name, int(train_y.max()) + 1)
     return Views(
         train=train,
         fixed=fixed,
         hessian=(fixed[0][hessian_index], fixed[1][hessian_index]),
         test=(prepare(test[0], mean, std, spec.image_size), test[1]),
-        num_classes=num_classes,
+        num_classes=NUM_CLASSES[spec.name],
     )
 
 
 def load_views(spec: DataSpec) -> Views:
     """Read the data set named by ``spec`` (MissingDataError says how to get it) into views."""
-    return make_views(spec, _raw_splits(spec))
+    train, test = (load_dataset(spec.name, s, download=spec.download) for s in ("train", "test"))
+    return make_views(spec, (train, test))
 
 
 def random_crop_flip(
