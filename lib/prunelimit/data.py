@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         print(f"Fashion-MNIST: {ensure_fashion_mnist()}")
         print(f"MNIST-5k:      {mnist_5k_path()}")
+        print(f"digits:        {digits_path()}")
     except MissingDataError as error:
         sys.exit(str(error))
 
