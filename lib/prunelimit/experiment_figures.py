@@ -174,6 +174,35 @@ def summary_rows(results: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def _count_inside(values: np.ndarray, ranges: list[tuple[float, float]]) -> int:
+    """How many ``values[i]`` lie in their closed interval ``ranges[i]``."""
+    return sum(low <= x <= high for x, (low, high) in zip(values, ranges, strict=True))
+
+
+def agreement(results: dict[str, dict]) -> dict:
+    """How the predictions compare with the actual limits over all tasks: per-task ratios
+    predicted / actual (one-shot and retrained, in task order) and counts of the tasks whose
+    one-shot limit lies inside the bounds or inside ``late_steps_range``, whose prediction is
+    above the one-shot limit (conservative) or below the retrained one (too optimistic)."""
+    predicted = np.array([r["limit"]["prediction"]["rho"] for r in results.values()])
+    one_shot = np.array([r["one_shot"]["limit"] for r in results.values()])
+    retrained = np.array([r["retrained"]["limit"] for r in results.values()])
+    bounds = [
+        (r["limit"]["prediction"]["lower"], r["limit"]["prediction"]["upper"])
+        for r in results.values()
+    ]
+    late = [late_steps_range(r["limit"]) for r in results.values()]
+    return {
+        "tasks": len(results),
+        "predicted / actual one-shot": (predicted / one_shot).tolist(),
+        "predicted / actual retrained": (predicted / retrained).tolist(),
+        "one-shot limit inside the predicted bounds": _count_inside(one_shot, bounds),
+        "one-shot limit inside the range over later m": _count_inside(one_shot, late),
+        "prediction above the one-shot limit (conservative)": int(np.sum(predicted > one_shot)),
+        "prediction below the retrained limit (too optimistic)": int(np.sum(predicted < retrained)),
+    }
+
+
 def comparison_rows(lomp: dict[str, dict], plain: dict[str, dict]) -> list[dict]:
     """LOMP against plain one-shot magnitude pruning: dense accuracy and actual one-shot limit."""
     rows = []
