@@ -99,12 +99,12 @@ def test_the_one_shot_limit_is_where_the_fixed_loss_leaves_the_tolerance(smoke_r
     dense, sweep = result["dense"], result["one_shot"]
     threshold = sweep["dense_loss"] + sweep["tolerance"]
     assert sweep["tolerance"] == dense["eps"] and sweep["dense_loss"] == dense["fixed_loss"]
-    passing = [r for r, loss in zip(sweep["ratios"], sweep["losses"], strict=True)
-               if loss <= threshold]  # fmt: skip
     failing = [r for r, loss in zip(sweep["ratios"], sweep["losses"], strict=True)
                if loss > threshold]  # fmt: skip
-    assert sweep["limit"] == min(passing)
-    assert not failing or max(failing) < sweep["limit"]
+    # the smoke model may be poorly trained and its curve not monotone: the limit is the smallest
+    # evaluated ratio above every failing one, whatever passes below
+    above_failing = [r for r in sweep["ratios"] if not failing or r > max(failing)]
+    assert sweep["limit"] == min(above_failing)
 
 
 def test_the_retrained_limit_is_a_passing_trial_at_or_below_one_shot(smoke_run) -> None:

@@ -110,6 +110,25 @@ def test_sweep_finds_the_limit_to_a_single_weight(trained) -> None:
     )  # nothing stays pruned
 
 
+def test_on_a_curve_that_is_not_monotone_the_limit_is_above_every_failing_ratio() -> None:
+    """Loss by kept count k of 1,000: within the tolerance when almost empty (k < 70) and from
+    k = 613 on, above it in between (as for a model worse than chance when dense-ish)."""
+    weights = nn.Parameter(torch.linspace(1.0, 2.0, 1000))
+
+    def evaluate_by_count() -> tuple[float, float]:
+        k = int((weights != 0).sum())
+        return (0.0 if k < 70 or k >= 613 else 1.0), 0.0
+
+    sweep = one_shot_sweep([weights], evaluate_by_count, tolerance=0.1, progress=False)
+    assert sweep.limit == 0.613
+    passes = [loss <= 0.1 for loss in sweep.losses]
+    assert passes[sweep.ratios.index(0.0)] and passes[sweep.ratios.index(0.05)]  # the pocket
+    at_limit = sweep.ratios.index(sweep.limit)
+    assert all(passes[at_limit:]) and not passes[at_limit - 1]
+    with pytest.raises(ValueError, match="tolerance"):
+        one_shot_sweep([weights], evaluate_by_count, tolerance=-0.1, progress=False)
+
+
 def test_sorting_once_gives_the_same_sweep_and_resolution_stops_early(trained) -> None:
     model, inputs, targets = trained
     params = prunable_parameters(model)

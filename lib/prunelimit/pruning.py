@@ -84,7 +84,9 @@ def masked(params: Sequence[torch.Tensor], masks: Masks) -> Iterator[None]:
 @dataclasses.dataclass(frozen=True)
 class Sweep:
     """Loss and accuracy of the one-shot pruned network at each ratio evaluated (ascending), and
-    the smallest ratio whose loss stays within ``tolerance`` of the dense loss (the limit)."""
+    the limit: the smallest evaluated ratio at and above which every evaluated ratio keeps its
+    loss within ``tolerance`` of the dense loss. It is well defined on any loss curve, also one
+    that is not monotone in the ratio (a ratio that passes below a failing one does not count)."""
 
     ratios: list[float]
     losses: list[float]
@@ -117,13 +119,19 @@ def one_shot_sweep(
     progress: bool = True,
 ) -> Sweep:
     """Evaluate the pruned network on a grid of ratios, then bisect on the kept count k between the
-    last failing and the first passing grid points, until they are ``resolution`` weights apart.
+    largest failing grid point and the grid point above it, until they are ``resolution`` weights
+    apart. The limit is the smallest evaluated ratio at and above which every evaluated ratio
+    passes (see ``Sweep``); on a curve that is not monotone, passing ratios below a failing one
+    are kept in the sweep but do not set the limit.
 
     ``evaluate()`` returns (loss, accuracy) of the model in its current state; the weights are
     pruned in place only while it runs (no checkpoint per ratio). A ratio passes when its loss is
-    at most the dense loss + ``tolerance``. ``masks_for(params, ratio)`` defaults to global
-    magnitude pruning (computed from a single sort of the magnitudes).
+    at most the dense loss + ``tolerance`` (>= 0, so the dense network passes).
+    ``masks_for(params, ratio)`` defaults to global magnitude pruning (computed from a single sort
+    of the magnitudes).
     """
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be >= 0 (the loss allowance eps), got {tolerance}")
     size = _flat_magnitudes(params).size
     by_count = (
         _magnitude_prefix_masks(params)
@@ -142,9 +150,9 @@ def one_shot_sweep(
     counts = sorted({kept_count(size, r) for r in grid} | {size})
     for k in tqdm(counts, desc="one-shot sweep", disable=not progress):
         at(k)
-    passing = [k for k in counts if results[k][0] <= dense_loss + tolerance]
-    first = passing[0]
-    below = max((k for k in counts if k < first), default=None)
+    failing = [k for k in counts if results[k][0] > dense_loss + tolerance]
+    below = max(failing, default=None)
+    first = counts[0] if below is None else min(k for k in counts if k > below)
     if below is not None:  # bisection between a failing and a passing count
         low, high = below, first
         while high - low > max(resolution, 1):
