@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import prunelimit.experiments.cones  # noqa: F401  (registers its configs as ProfiledConfig subclasses)
 from prunelimit.experiments import (
@@ -14,7 +15,7 @@ from prunelimit.experiments import (
     config_hash,
     write_json_atomic,
 )
-from prunelimit.experiments.store import is_fresh
+from prunelimit.experiments.store import STORE_LOG_ENV, is_fresh
 
 
 def test_profiles() -> None:
@@ -74,9 +75,28 @@ def test_results_are_stored_reused_and_recomputed(tmp_path: Path) -> None:
     assert store.path({"seed": 1}).stat().st_mode & 0o777 == 0o644
 
 
+def test_a_stored_result_says_where_it_came_from_and_every_use_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "uses.jsonl"
+    monkeypatch.setenv(STORE_LOG_ENV, str(log))
+    store = ResultsStore("demo", "smoke", root=tmp_path)
+    store.load_or_compute({"seed": 1}, lambda: {"loss": 0.5})
+    store.load_or_compute({"seed": 1}, lambda: {"loss": 0.5})
+    stored = json.loads(store.path({"seed": 1}).read_text())["provenance"]
+    assert set(stored) == {"commit", "utc", "device", "torch", "profile", "seconds"}
+    assert stored["profile"] == "smoke" and stored["torch"] == torch.__version__
+    assert stored["seconds"] >= 0 and stored["utc"].endswith("+00:00")
+    assert stored["device"].startswith(("cpu", "cuda"))
+    uses = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [use["action"] for use in uses] == ["computed", "reused"]
+    assert all(use["path"] == str(store.path({"seed": 1})) for use in uses)
+    assert uses[1]["provenance"] == stored
+
+
 def test_a_failing_computation_keeps_the_old_result(tmp_path: Path) -> None:
     store = ResultsStore("demo", "cpu", root=tmp_path)
-    store.save({"seed": 1}, {"loss": 1.0})
+    store.load_or_compute({"seed": 1}, lambda: {"loss": 1.0})
 
     def crash() -> dict:
         raise KeyboardInterrupt
@@ -90,7 +110,7 @@ def test_a_failing_computation_keeps_the_old_result(tmp_path: Path) -> None:
 def test_nan_results_are_refused_with_a_clear_error(tmp_path: Path) -> None:
     store = ResultsStore("demo", "cpu", root=tmp_path)
     with pytest.raises(ValueError, match=r"result\['curve'\]\[1\] is nan"):
-        store.save({"seed": 1}, {"curve": [0.5, float("nan")]})
+        store.load_or_compute({"seed": 1}, lambda: {"curve": [0.5, float("nan")]})
     assert not store.folder.exists() or not any(store.folder.iterdir())
 
 

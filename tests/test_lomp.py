@@ -7,10 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
+from prunelimit import experiment_figures
 from prunelimit.data import NUM_CLASSES, MissingDataError
 from prunelimit.experiment_figures import agreement, late_steps_range
 from prunelimit.experiments.lomp import (
@@ -18,6 +20,8 @@ from prunelimit.experiments.lomp import (
     STAGES,
     TASKS,
     Experiment,
+    describe_run,
+    describe_task,
     plain_variant,
     profile_differences,
     run,
@@ -27,6 +31,7 @@ from prunelimit.experiments.profiles import PROFILES
 from prunelimit.lanczos import SLQResult
 from prunelimit.limit import critical_distances, predict_limit
 from prunelimit.models import build_model, count_parameters
+from prunelimit.plotting import MIN_TEXT_PX, smallest_text_px
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -254,3 +259,55 @@ def test_experiment_loads_nothing_for_stored_stages(smoke_run, monkeypatch) -> N
         lambda spec: pytest.fail("data were read although every stage was stored"),
     )
     assert experiment.stage("limit")["prediction"]["rho"] > 0
+
+
+def test_a_run_is_described_by_what_it_ran_with_d_as_measured(smoke_run) -> None:
+    config = task_config("resnet18-tinyimagenet", "smoke")
+    ours, paper = describe_run(config), describe_run(task_config(config.task, "full"))
+    assert ours.dimension == smoke_run[0]["dense"]["dimension"]
+    assert (ours.model, ours.width, ours.data, ours.classes) == ("ResNet18", "1/16", "MNIST-5k", 10)
+    assert ours.image == "1 x 28 x 28 padded to 32 x 32" and ours.training_images == 600
+    assert (paper.data, paper.image, paper.classes, paper.width) == (
+        "TinyImageNet",
+        "3 x 64 x 64",
+        200,
+        "",
+    )
+    text = describe_task(config)
+    assert "**The paper:** ResNet18 on TinyImageNet" in text and "profile `smoke`" in text
+    assert ours.label == "ResNet18 (1/16) on MNIST-5k"
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_each_task_page_title_names_the_papers_data_and_the_cpu_stand_in(task: str) -> None:
+    page = Path(__file__).parents[1] / "book" / "experiments" / f"{task.replace('-', '_')}.md"
+    title = next(line for line in page.read_text().splitlines() if line.startswith("# "))
+    paper, cpu = (describe_run(task_config(task, p)) for p in ("full", "cpu"))
+    assert f"{paper.data} in the paper" in title and f"{cpu.data} in the cpu profile" in title
+    assert title.startswith(f"# {paper.model.split('-')[0]}:")
+
+
+def test_part_three_figures_are_readable_and_show_the_limits_definition(smoke_run) -> None:
+    result = smoke_run[0]
+    config = task_config("resnet18-tinyimagenet", "smoke")
+    one_shot = result["one_shot"]
+    figures = [
+        experiment_figures.training_plot(result["train"]),
+        experiment_figures.spectrum_plot(result["limit"], result["dense"]["eps"], 1.0),
+        experiment_figures.steps_plot(result["limit"]),
+        experiment_figures.pruning_plot(result, one_shot),
+        experiment_figures.distance_plot(result),
+        experiment_figures.summary_plot({config.task: result}, {config.task: config}),
+    ]
+    for figure in figures:
+        assert smallest_text_px(figure) >= MIN_TEXT_PX
+    loss_axes = figures[3].axes[0]
+    threshold = one_shot["dense_loss"] + one_shot["tolerance"]
+    assert any(
+        list(line.get_ydata()) == [threshold, threshold] for line in loss_axes.get_lines()
+    ), "the loss tolerance is drawn"
+    plotted = next(line for line in loss_axes.get_lines() if line.get_label() == "LOMP")
+    assert list(plotted.get_xdata()) == one_shot["ratios"], "the fixed-view (training) loss"
+    zoom = figures[3].axes[2]
+    assert zoom.get_xlim()[0] < result["limit"]["prediction"]["lower"] < zoom.get_xlim()[1]
+    plt.close("all")

@@ -11,12 +11,16 @@ the tests call the same functions.
 """
 
 import argparse
+import contextlib
 import filecmp
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import jupytext
@@ -27,6 +31,7 @@ from papermill.execute import ERROR_MARKER_TAG
 from traitlets import CaselessStrEnum
 
 from prunelimit.experiments import check_profile
+from prunelimit.experiments.store import STORE_LOG_ENV, describe_provenance
 
 BOOK_FOLDER = "book"
 BOOK_CONFIG_FILES = ("_config.yml", "_toc.yml")
@@ -92,17 +97,88 @@ def _unexpected_errors(notebook: nbformat.NotebookNode) -> str:
     return ""
 
 
+@contextlib.contextmanager
+def _environment_variable(name: str, value: str) -> Iterator[None]:
+    """Set ``name`` for the block (kernels started inside inherit it), then restore it."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
+
+
+def _read_uses(log: Path) -> list[dict]:
+    """The stored results a run used, one ``{"path", "action", "provenance"}`` per line."""
+    if not log.is_file():
+        return []
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+
+
+def _shown_path(path: str) -> str:
+    """A stored result's path from the results folder down (no machine-specific prefix)."""
+    parts = Path(path).parts
+    return "/".join(parts[parts.index("results") :]) if "results" in parts else Path(path).name
+
+
+def uses_report(uses: list[dict]) -> str:
+    """Lines for the build's output: each folder of stored results, reused or computed."""
+    by_folder: dict[tuple[str, str], list[str]] = {}
+    for use in uses:
+        shown = _shown_path(use["path"])
+        folder, _, name = shown.rpartition("/")
+        by_folder.setdefault((use["action"], folder), []).append(name.removesuffix(".json"))
+    return "\n".join(
+        f"  {action:>8} {folder}/: {', '.join(sorted(set(names)))}"
+        for (action, folder), names in sorted(by_folder.items())
+    )
+
+
+def provenance_note(uses: list[dict]) -> str:
+    """A MyST note for the top of a page: what it reused or computed, and where and when."""
+    reused = sum(use["action"] == "reused" for use in uses)
+    folders = sorted({_shown_path(use["path"]).rpartition("/")[0] for use in uses})
+    shown = ", ".join(f"`{f}/`" for f in folders[:3]) + (" and more" if len(folders) > 3 else "")
+    records = {use["path"]: use["provenance"] for use in uses}  # one per stored file
+    return (
+        ":::{note}\n"
+        f"This page shows {len(records)} stored results ({reused} uses reused from {shown}, "
+        f"{len(uses) - reused} computed in this build): "
+        f"{describe_provenance(list(records.values()))}.\n"
+        ":::"
+    )
+
+
+def _insert_before_first_section(notebook: nbformat.NotebookNode, text: str) -> None:
+    """Add a Markdown cell with ``text`` at the end of the page's introduction: before the first
+    Markdown cell that opens a section (``## ``), else at the end."""
+    first = next(
+        (
+            i
+            for i, cell in enumerate(notebook.cells)
+            if cell.cell_type == "markdown" and cell.source.lstrip().startswith("## ")
+        ),
+        len(notebook.cells),
+    )
+    notebook.cells.insert(first, nbformat.v4.new_markdown_cell(text))
+
+
 def execute_notebook(
     source: Path,
     output: Path,
     profile: str,
     recompute: bool | float = False,
     progress: bool = False,
-) -> None:
+) -> list[dict]:
     """Run text notebook ``source`` with papermill in its own folder; write ``output`` atomically.
 
     ``recompute`` is passed to the notebook: True recomputes its results, a Unix time recomputes
-    those stored before it (see ``experiments.store.is_fresh``).
+    those stored before it (see ``experiments.store.is_fresh``). The stored results the notebook
+    used are returned (``{"path", "action", "provenance"}`` each), and a note at the end of the
+    page's introduction says where and when they were computed.
 
     Raises NotebookError with the cell's error and traceback when a cell raises; ``output`` is
     then left untouched.
@@ -117,17 +193,19 @@ def execute_notebook(
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
         converted, executed = Path(scratch, "input.ipynb"), Path(scratch, "executed.ipynb")
+        log = Path(scratch, "stored-results.jsonl")
         nbformat.write(notebook, converted)
         try:
-            papermill.execute_notebook(
-                str(converted),
-                str(executed),
-                cwd=str(source.parent),
-                progress_bar=progress,
-                parameters={"profile": profile, "recompute": recompute},
-                log_output=False,
-                kernel_manager_class=LocalKernelManager,
-            )
+            with _environment_variable(STORE_LOG_ENV, str(log.resolve())):
+                papermill.execute_notebook(
+                    str(converted),
+                    str(executed),
+                    cwd=str(source.parent),
+                    progress_bar=progress,
+                    parameters={"profile": profile, "recompute": recompute},
+                    log_output=False,
+                    kernel_manager_class=LocalKernelManager,
+                )
         except papermill.PapermillExecutionError:
             unexpected = _unexpected_errors(nbformat.read(executed, as_version=4))
             if unexpected:
@@ -139,8 +217,12 @@ def execute_notebook(
             c for c in result.cells if ERROR_MARKER_TAG not in c.metadata.get("tags", [])
         ]
         _hide_injected_parameters(result)
+        uses = _read_uses(log)
+        if uses:
+            _insert_before_first_section(result, provenance_note(uses))
         nbformat.write(result, executed)
         executed.replace(output)
+    return uses
 
 
 def _site_files(project: Path, executed_dir: Path) -> dict[Path, Path]:
@@ -222,7 +304,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "execute":
             recompute = False if args.recompute_since is None else args.recompute_since
-            execute_notebook(args.source, args.output, args.profile, recompute, progress=True)
+            print(f"executing {args.source} (profile {args.profile})", flush=True)
+            uses = execute_notebook(args.source, args.output, args.profile, recompute, True)
+            if uses:
+                print(f"{args.source}: stored results\n{uses_report(uses)}", flush=True)
         else:
             site = stage_site(Path.cwd(), args.executed, args.site)
             print(f"built {build_html(site, args.output_root)}")

@@ -28,7 +28,8 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """``git describe --always --dirty`` of the checkout, or a sentence saying there is none."""
     try:
         described = subprocess.run(
             ["git", "describe", "--always", "--dirty"],
@@ -54,7 +55,7 @@ def environment_report(profile: str) -> dict[str, str]:
     """Name -> value lines describing this run (profile, commit, Python, packages, device)."""
     report = {
         "profile": profile,
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device_description(),

@@ -5,12 +5,33 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from prunelimit.experiments.lomp import ExperimentConfig, describe_run
 from prunelimit.lanczos import SLQResult
 from prunelimit.limit import critical_distances
+from prunelimit.plotting import book_figure
+from prunelimit.tables import Table, records_table
 
 PREDICTED, ONE_SHOT, RETRAINED = "crimson", "tab:blue", "tab:green"
 
 
+def training_table(result: dict, plain: dict) -> Table:
+    """Sizes, accuracy, eps and training time of the LOMP network and its plain twin."""
+    dense, parameters = result["dense"], result["train"]["parameters"]
+    return records_table(
+        [
+            {
+                "parameters": f"{parameters['total']:,}",
+                "D (prunable)": f"{dense['dimension']:,}",
+                "test accuracy LOMP": f"{dense['test_accuracy']:.3f}",
+                "test accuracy plain": f"{plain['dense']['test_accuracy']:.3f}",
+                "eps (std of mini-batch loss)": f"{dense['eps']:.4g}",
+                "training time": f"{result['train']['seconds']:.0f} s",
+            }
+        ]
+    )
+
+
+@book_figure
 def training_plot(lomp: dict, plain: dict | None = None) -> Figure:
     """Training loss and test accuracy per epoch (LOMP, and plain training if given)."""
     figure, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -21,11 +42,12 @@ def training_plot(lomp: dict, plain: dict | None = None) -> Figure:
         accuracy_ax.plot(epochs, [row["test_accuracy"] for row in result["history"]], style)
     loss_ax.set(xlabel="epoch", ylabel="training loss (no penalty)", yscale="log")
     accuracy_ax.set(xlabel="epoch", ylabel="test accuracy")
-    loss_ax.legend(fontsize=8)
+    loss_ax.legend()
     figure.tight_layout()
     return figure
 
 
+@book_figure
 def spectrum_plot(limit: dict, eps: float, distance: float) -> Figure:
     """SLQ density of |eigenvalues| (log axis, Gaussian smoothing in log space, for display) with
     the zero-row share, and the eigenvalue 2 eps / R^2 where f_R is 1/2 at the predicted limit."""
@@ -54,43 +76,84 @@ def spectrum_plot(limit: dict, eps: float, distance: float) -> Figure:
             f"{zero['share']:.1%} [{zero['low']:.1%}, {zero['high']:.1%}] of {zero['num_rows']}"
         ),
     )
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=8)
+    ax.title.set_fontsize(10)
+    ax.legend()
     return figure
 
 
 def _limit_lines(ax: Axes, prediction: dict, one_shot: float, retrained: float | None) -> None:
-    ax.axvspan(prediction["lower"], prediction["upper"], color=PREDICTED, alpha=0.12)
-    ax.axvline(prediction["rho"], color=PREDICTED, label=f"predicted {prediction['rho']:.4f}")
-    ax.axvline(one_shot, color=ONE_SHOT, ls="--", label=f"actual one-shot {one_shot:.4f}")
+    """Predicted limit with its bounds (edged band, visible however narrow), actual limits."""
+    low, high = prediction["lower"], prediction["upper"]
+    ax.axvspan(low, high, color=PREDICTED, alpha=0.25)
+    for bound in (low, high):
+        ax.axvline(bound, color=PREDICTED, lw=0.8, ls=(0, (2, 2)))
+    ax.axvline(
+        prediction["rho"],
+        color=PREDICTED,
+        lw=2,
+        label=f"predicted {prediction['rho']:.3f} (bounds {low:.3f}-{high:.3f})",
+    )
+    ax.axvline(one_shot, color=ONE_SHOT, ls="--", lw=2, label=f"one-shot limit {one_shot:.3f}")
     if retrained is not None:
-        ax.axvline(retrained, color=RETRAINED, ls=":", label=f"actual retrained {retrained:.4f}")
+        ax.axvline(
+            retrained, color=RETRAINED, ls=":", lw=2, label=f"retrained limit {retrained:.3f}"
+        )
 
 
+def _bounds_zoom(ax: Axes, prediction: dict) -> None:
+    """The predicted limit's bounds, zoomed (at the full scale they are often narrower than a
+    line)."""
+    low, high = prediction["lower"], prediction["upper"]
+    width = max(high - low, 1e-4)
+    ax.axvspan(low, high, color=PREDICTED, alpha=0.25)
+    ax.axvline(prediction["rho"], color=PREDICTED, lw=2)
+    ax.set_xlim(low - width, high + width)
+    ax.set_xticks([low, high], [f"{low:.4f}", f"{high:.4f}"], rotation=90)
+    ax.set_yticks([])
+    ax.set(title="bounds, zoomed", xlabel="ratio")
+
+
+@book_figure
 def pruning_plot(result: dict, plain_one_shot: dict | None = None) -> Figure:
-    """The paper's Figure 3: test loss and accuracy of the one-shot pruned network against the
-    ratio kept, with the predicted limit (band: lower to upper bound) and the actual limits."""
+    """The paper's Figure 3 on the quantity the limit is defined on: the training loss of the
+    one-shot pruned network on the fixed view (every evaluated ratio, grid and bisection) with
+    the dense loss + eps drawn, and test accuracy on the grid, against the ratio kept; with the
+    predicted limit (band: lower to upper bound) and the actual limits."""
     one_shot, prediction = result["one_shot"], result["limit"]["prediction"]
     retrained = result.get("retrained", {}).get("limit")
-    figure, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
-    ratios = one_shot["test_ratios"]
-    loss_ax.plot(ratios, one_shot["test_losses"], "o-", ms=3, color="k", label="LOMP")
-    accuracy_ax.plot(ratios, one_shot["test_accuracies"], "o-", ms=3, color="k", label="LOMP")
+    figure, (loss_ax, accuracy_ax, zoom_ax) = plt.subplots(
+        1, 3, figsize=(10, 4.4), width_ratios=(3, 3, 1)
+    )
+    loss_ax.plot(one_shot["ratios"], one_shot["losses"], "o-", ms=3, color="k", label="LOMP")
+    accuracy_ax.plot(one_shot["test_ratios"], one_shot["test_accuracies"], "o-", ms=3, color="k")
     if plain_one_shot is not None:
-        loss_ax.plot(ratios, plain_one_shot["test_losses"], "s--", ms=3, color="0.5", label="plain")
+        loss_ax.plot(
+            plain_one_shot["ratios"], plain_one_shot["losses"], "s--", ms=3, color="0.5",
+            label="plain",
+        )  # fmt: skip
         accuracy_ax.plot(
-            ratios, plain_one_shot["test_accuracies"], "s--", ms=3, color="0.5", label="plain"
-        )
+            plain_one_shot["test_ratios"], plain_one_shot["test_accuracies"], "s--", ms=3,
+            color="0.5",
+        )  # fmt: skip
+    loss_ax.axhline(
+        one_shot["dense_loss"] + one_shot["tolerance"],
+        color="tab:purple",
+        lw=1.5,
+        label=r"dense loss + $\epsilon$",
+    )
     for ax in (loss_ax, accuracy_ax):
         _limit_lines(ax, prediction, one_shot["limit"], retrained)
-        ax.set(xscale="log", xlabel="pruning ratio (fraction of weights kept)")
-    loss_ax.set(ylabel="test loss", yscale="log")
+        ax.set(xscale="log", xlabel="pruning ratio (fraction kept)")
+    _bounds_zoom(zoom_ax, prediction)
+    loss_ax.set(ylabel="training loss (fixed view)", yscale="log")
     accuracy_ax.set(ylabel="test accuracy", ylim=(0, 1))
-    accuracy_ax.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
+    handles, labels = loss_ax.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
+    figure.tight_layout(rect=(0, 0.16, 1, 1))
     return figure
 
 
+@book_figure
 def distance_plot(result: dict) -> Figure:
     """The paper's Figure 5: the measured R(k) = ||w* - w^k|| against the theory's largest
     allowed distance at each ratio (rho*(R) = k / D); they cross at the predicted limit."""
@@ -111,10 +174,11 @@ def distance_plot(result: dict) -> Figure:
     ax.axvline(result["one_shot"]["limit"], color=ONE_SHOT, ls="--", label="actual one-shot")
     ax.axvline(limit["prediction"]["rho"], color=PREDICTED, ls=":", label="predicted limit")
     ax.set(xscale="log", yscale="log", xlabel="pruning ratio $k/D$", ylabel="distance")
-    ax.legend(fontsize=8)
+    ax.legend()
     return figure
 
 
+@book_figure
 def steps_plot(limit: dict) -> Figure:
     """The predicted limit (+- 1 s.e. over probes) from the first m Lanczos steps, against m."""
     by_steps = limit["by_steps"]
@@ -147,10 +211,10 @@ def late_steps_range(limit: dict) -> tuple[float, float]:
     return float(late.min()), float(late.max())
 
 
-def summary_rows(results: dict[str, dict]) -> list[dict]:
-    """One row per task: D, predicted rho +- se, its range over the later Lanczos truncations,
-    bounds, actual limits, and their difference (plus the one-shot limit by test accuracy,
-    within 1 point of the dense network's)."""
+def summary_rows(results: dict[str, dict], configs: dict[str, ExperimentConfig]) -> list[dict]:
+    """One row per task: what it ran on, D, predicted rho +- se, its range over the later Lanczos
+    truncations, bounds, actual limits, and their difference (plus the one-shot limit by test
+    accuracy, within 1 point of the dense network's)."""
     rows = []
     for task, result in results.items():
         prediction = result["limit"]["prediction"]
@@ -159,19 +223,26 @@ def summary_rows(results: dict[str, dict]) -> list[dict]:
         low, high = late_steps_range(result["limit"])
         rows.append(
             {
-                "task": task,
-                "D": result["dense"]["dimension"],
-                "predicted rho": f"{prediction['rho']:.4f} ± {prediction['rho_stderr'] or 0:.4f}",
+                "task (paper)": task,
+                "ran on": describe_run(configs[task]).label,
+                "D": f"{result['dense']['dimension']:,}",
+                "predicted rho ± s.e.": (
+                    f"{prediction['rho']:.4f} ± {prediction['rho_stderr'] or 0:.4f}"
+                ),
                 "rho, later m": f"{low:.3f}-{high:.3f}",
-                "lower": f"{prediction['lower']:.4f}",
-                "upper": f"{prediction['upper']:.4f}",
+                "bounds": f"{prediction['lower']:.4f}-{prediction['upper']:.4f}",
                 "actual one-shot": f"{one_shot:.4f}",
                 "actual retrained": f"{retrained:.4f}",
-                "difference": f"{prediction['rho'] - one_shot:+.4f}",
+                "predicted - one-shot": f"{prediction['rho'] - one_shot:+.4f}",
                 "one-shot by test acc.": f"{accuracy_limit(result['one_shot'], dense):.3f}",
             }
         )
     return rows
+
+
+def summary_table(results: dict[str, dict], configs: dict[str, ExperimentConfig]) -> Table:
+    """``summary_rows`` as a table."""
+    return records_table(summary_rows(results, configs))
 
 
 def _count_inside(values: np.ndarray, ranges: list[tuple[float, float]]) -> int:
@@ -203,14 +274,31 @@ def agreement(results: dict[str, dict]) -> dict:
     }
 
 
-def comparison_rows(lomp: dict[str, dict], plain: dict[str, dict]) -> list[dict]:
+def agreement_table(results: dict[str, dict]) -> Table:
+    """``agreement`` as a two-column table (per-task ratios listed in task order)."""
+
+    def shown(value: object) -> str:
+        return ", ".join(f"{x:.2f}" for x in value) if isinstance(value, list) else str(value)
+
+    return records_table(
+        [
+            {"over the tasks": key, "value": shown(value)}
+            for key, value in agreement(results).items()
+        ]
+    )
+
+
+def comparison_table(
+    lomp: dict[str, dict], plain: dict[str, dict], configs: dict[str, ExperimentConfig]
+) -> Table:
     """LOMP against plain one-shot magnitude pruning: dense accuracy and actual one-shot limit."""
     rows = []
     for task in lomp:
         ours, theirs = lomp[task], plain[task]
         rows.append(
             {
-                "task": task,
+                "task (paper)": task,
+                "ran on": describe_run(configs[task]).label,
                 "test accuracy LOMP": f"{ours['dense']['test_accuracy']:.3f}",
                 "test accuracy plain": f"{theirs['dense']['test_accuracy']:.3f}",
                 "one-shot limit LOMP": f"{ours['one_shot']['limit']:.4f}",
@@ -218,28 +306,41 @@ def comparison_rows(lomp: dict[str, dict], plain: dict[str, dict]) -> list[dict]
                 "plain / LOMP": f"{theirs['one_shot']['limit'] / ours['one_shot']['limit']:.1f}x",
             }
         )
-    return rows
+    return records_table(rows)
 
 
-def summary_plot(results: dict[str, dict]) -> Figure:
-    """Predicted limit (with bounds and s.e.) against the actual one-shot and retrained limits."""
-    figure, ax = plt.subplots(figsize=(7, 4))
-    positions = np.arange(len(results))
+@book_figure
+def summary_plot(results: dict[str, dict], configs: dict[str, ExperimentConfig]) -> Figure:
+    """Predicted limit (with its bounds, and its range over the later Lanczos truncations)
+    against the actual one-shot and retrained limits, one row per task."""
+    figure, ax = plt.subplots(figsize=(9, 0.75 * len(results) + 1.8))
     for i, result in enumerate(results.values()):
         prediction = result["limit"]["prediction"]
-        ax.plot(
-            [i, i], [prediction["lower"], prediction["upper"]], color=PREDICTED, alpha=0.4, lw=6
-        )
+        low, high = late_steps_range(result["limit"])
+        ax.plot([low, high], [i - 0.2] * 2, color=PREDICTED, alpha=0.35, lw=6)
         ax.errorbar(
-            i, prediction["rho"], yerr=prediction["rho_stderr"] or 0, fmt="o", color=PREDICTED
+            prediction["rho"],
+            i - 0.2,
+            xerr=[
+                [prediction["rho"] - prediction["lower"]],
+                [prediction["upper"] - prediction["rho"]],
+            ],
+            fmt="o",
+            color=PREDICTED,
+            capsize=4,
         )
-        ax.plot(i + 0.15, result["one_shot"]["limit"], "s", color=ONE_SHOT)
-        ax.plot(i + 0.3, result["retrained"]["limit"], "^", color=RETRAINED)
-    ax.plot([], [], "o", color=PREDICTED, label="predicted (band: bounds)")
+        ax.plot(result["one_shot"]["limit"], i, "s", color=ONE_SHOT)
+        ax.plot(result["retrained"]["limit"], i + 0.2, "^", color=RETRAINED)
+    ax.plot([], [], "o", color=PREDICTED, label="predicted (bars: bounds)")
+    ax.plot([], [], color=PREDICTED, alpha=0.35, lw=6, label="predicted over later m")
     ax.plot([], [], "s", color=ONE_SHOT, label="actual one-shot")
     ax.plot([], [], "^", color=RETRAINED, label="actual retrained")
-    ax.set_xticks(positions, list(results), rotation=30, ha="right", fontsize=8)
-    ax.set(yscale="log", ylabel="pruning ratio (fraction kept)")
-    ax.legend(fontsize=8)
-    figure.tight_layout()
+    labels = [f"{task}\n{describe_run(configs[task]).label}" for task in results]
+    ax.set_yticks(np.arange(len(results)), labels)
+    ax.invert_yaxis()
+    ax.set(xscale="log", xlabel="pruning ratio (fraction kept)")
+    ax.grid(axis="x", alpha=0.3)
+    handles, names = ax.get_legend_handles_labels()
+    figure.legend(handles, names, loc="lower center", ncol=4, frameon=False)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
     return figure

@@ -9,8 +9,8 @@ every epoch to ``model.pt`` there, which git ignores), so a killed run resumes w
 
 import copy
 import dataclasses
+import fractions
 import functools
-import json
 import math
 import time
 from collections.abc import Callable
@@ -22,14 +22,14 @@ import torch
 from torch import nn
 
 from prunelimit.curvature import HessianOperator
+from prunelimit.data import NUM_CLASSES
 from prunelimit.experiments.profiles import check_profile
 from prunelimit.experiments.store import (
     JSONValue,
     Recompute,
-    check_finite,
     config_hash,
     is_fresh,
-    write_json_atomic,
+    load_or_compute_payload,
 )
 from prunelimit.lanczos import SLQResult, slq
 from prunelimit.limit import (
@@ -232,6 +232,88 @@ def task_config(name: str, profile: str) -> ExperimentConfig:
     )
 
 
+# ----------------------------------------------------------------------------- what a run ran
+MODEL_TITLES = {
+    "fc5": "FC5",
+    "fc12": "FC12",
+    "alexnet": "AlexNet",
+    "vgg16_bn": "VGG16-BN",
+    "resnet18": "ResNet18",
+    "resnet50": "ResNet50",
+}
+# name shown, colour channels, native image side, training images
+DATA_FACTS = {
+    "fashion-mnist": ("Fashion-MNIST", 1, 28, 60_000),
+    "mnist-5k": ("MNIST-5k", 1, 28, 4_000),
+    "digits": ("digits", 1, 8, 1_500),
+    "cifar10": ("CIFAR-10", 3, 32, 50_000),
+    "cifar100": ("CIFAR-100", 3, 32, 50_000),
+    "tinyimagenet": ("TinyImageNet", 3, 64, 100_000),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDescription:
+    """What a config runs, in words: model and width ('' at full width, else e.g. '1/16'), data
+    set, image shape, classes, training images, D and epochs."""
+
+    model: str
+    width: str
+    data: str
+    image: str
+    classes: int
+    training_images: int
+    dimension: int
+    epochs: int
+
+    @property
+    def label(self) -> str:
+        """Short form for table rows and plot labels, e.g. 'ResNet18 (1/16) on MNIST-5k'."""
+        width = f" ({self.width})" if self.width else ""
+        return f"{self.model}{width} on {self.data}"
+
+    def sentence(self) -> str:
+        width = f" at {self.width} width" if self.width else ""
+        return (
+            f"{self.model}{width} on {self.data} ({self.training_images:,} training images of "
+            f"{self.image}, {self.classes} classes): D = {self.dimension:,} prunable weights, "
+            f"{self.epochs} epochs"
+        )
+
+
+def describe_run(config: ExperimentConfig) -> RunDescription:
+    """The model, data and size that ``config`` trains (D from the model built without memory)."""
+    data = config.data
+    name, channels, side, available = DATA_FACTS[data.name]
+    classes = NUM_CLASSES[data.name]
+    with torch.device("meta"):
+        model = build_model(config.model, channels, data.image_size, classes, config.width)
+    image = f"{channels} x {side} x {side}"
+    if data.image_size != side:
+        image += f" padded to {data.image_size} x {data.image_size}"
+    width = fractions.Fraction(config.width).limit_denominator(64)
+    return RunDescription(
+        model=MODEL_TITLES[config.model],
+        width="" if width == 1 else str(width),
+        data=name,
+        image=image,
+        classes=classes,
+        training_images=min(available, data.train_limit or available),
+        dimension=count_parameters(model)["prunable"],
+        epochs=config.recipe.epochs,
+    )
+
+
+def describe_task(config: ExperimentConfig) -> str:
+    """Markdown: what the paper ran for this task and what this profile runs instead."""
+    paper, ours = describe_run(task_config(config.task, "full")), describe_run(config)
+    stand_in = "" if config.profile == "full" else " (a stand-in: see the settings below)"
+    return (
+        f"**The paper:** {paper.sentence()}.\n\n"
+        f"**This page, profile `{config.profile}`:** {ours.sentence()}{stand_in}."
+    )
+
+
 def plain_variant(config: ExperimentConfig) -> ExperimentConfig:
     """The same task trained without the l1 penalty (plain one-shot magnitude pruning)."""
     return dataclasses.replace(config, recipe=dataclasses.replace(config.recipe, coefficient=0.0))
@@ -253,14 +335,14 @@ class StageStore:
         return is_fresh(path, self.recompute)
 
     def get(self, name: str, compute: Callable[[], JSONValue]) -> JSONValue:
-        path = self.folder / f"{name}.json"
-        if self.fresh(path):
-            return json.loads(path.read_text())["result"]
-        result = compute()
-        check_finite(result, name)
-        payload = {"config": dataclasses.asdict(self.config), "result": result}
-        write_json_atomic(path, payload)
-        return json.loads(path.read_text())["result"]
+        return load_or_compute_payload(
+            self.folder / f"{name}.json",
+            compute,
+            self.recompute,
+            dataclasses.asdict(self.config),
+            self.config.profile,
+            where=name,
+        )
 
 
 class Experiment:

@@ -2,21 +2,31 @@
 
 Results live under ``results/<profile>/<experiment>/<config hash>.json``. A stored result is reused
 when its config is identical; writes are atomic (temporary file, then rename), so an interrupted
-run leaves either the old file or the new one, and reruns resume from there.
+run leaves either the old file or the new one, and reruns resume from there. Every stored result
+carries its ``provenance`` (commit, UTC time, device, torch version, profile, wall seconds), and
+every use of a stored result (reused or computed) is appended to the file named by
+``$PRUNELIMIT_STORE_LOG`` when it is set, so the book's build can say what it reused.
 """
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from prunelimit.environment import device_description, git_commit
 from prunelimit.experiments.profiles import check_profile
 from prunelimit.paths import results_root
+
+STORE_LOG_ENV = "PRUNELIMIT_STORE_LOG"
 
 JSONValue = Any  # a value json.dumps accepts: dict, list, str, int, float, bool, None
 Recompute = bool | float  # True: recompute; False: reuse; a Unix time: recompute older results
@@ -52,6 +62,79 @@ def write_json_atomic(path: Path, payload: JSONValue) -> None:
     Path(handle.name).replace(path)
 
 
+def provenance(profile: str, seconds: float) -> dict[str, JSONValue]:
+    """Where a result computed now came from; ``seconds`` is the wall time it took."""
+    return {
+        "commit": git_commit(),
+        "utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "device": device_description(),
+        "torch": torch.__version__,
+        "profile": profile,
+        "seconds": round(seconds, 3),
+    }
+
+
+def record_use(path: Path, action: str, payload: dict[str, JSONValue]) -> None:
+    """Append ``{"path", "action" ("reused" | "computed"), "provenance"}`` as a JSON line to
+    ``$PRUNELIMIT_STORE_LOG`` (nothing when it is unset)."""
+    log = os.environ.get(STORE_LOG_ENV)
+    if log:
+        line = {"path": str(path), "action": action, "provenance": payload.get("provenance")}
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+
+def describe_provenance(records: list[dict[str, JSONValue] | None]) -> str:
+    """One sentence on where the results with these provenance records were computed: dates,
+    devices, torch versions, commits and total wall time (records that are None are counted as
+    stored before provenance was recorded)."""
+    known = [r for r in records if r]
+    parts = []
+    if known:
+        days = sorted(r["utc"][:16].replace("T", " ") for r in known)
+        when = days[0] if days[0] == days[-1] else f"{days[0]} to {days[-1]}"
+
+        def listed(key: str) -> str:
+            return "; ".join(sorted({str(r[key]) for r in known}))
+
+        parts.append(
+            f"computed {when} UTC on {listed('device')} with torch {listed('torch')} at commit "
+            f"{listed('commit')} (profile {listed('profile')}), "
+            f"{sum(r['seconds'] for r in known):,.0f} s of wall time in all"
+        )
+    if len(known) < len(records):
+        parts.append(f"{len(records) - len(known)} stored before provenance was recorded")
+    return "; ".join(parts)
+
+
+def load_or_compute_payload(
+    path: Path,
+    compute: Callable[[], JSONValue],
+    recompute: Recompute,
+    config: JSONValue,
+    profile: str,
+    where: str = "result",
+) -> JSONValue:
+    """The result stored at ``path`` if fresh under ``recompute`` (see ``is_fresh``); else
+    ``compute()``, stored atomically as ``{"config", "result", "provenance"}``. Returns the stored
+    (JSON) form, so a first run and a rerun return the same."""
+    if is_fresh(path, recompute):
+        payload = json.loads(path.read_text())
+        record_use(path, "reused", payload)
+        return payload["result"]
+    start = time.perf_counter()
+    result = compute()
+    check_finite(result, where)
+    payload = {
+        "config": config,
+        "result": result,
+        "provenance": provenance(profile, time.perf_counter() - start),
+    }
+    write_json_atomic(path, payload)
+    record_use(path, "computed", payload)
+    return json.loads(path.read_text())["result"]
+
+
 def check_finite(value: JSONValue, where: str = "result") -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(
@@ -73,7 +156,8 @@ class ResultsStore:
     """
 
     def __init__(self, experiment: str, profile: str, root: Path | None = None) -> None:
-        self.folder = (root or results_root()) / check_profile(profile) / experiment
+        self.profile = check_profile(profile)
+        self.folder = (root or results_root()) / self.profile / experiment
 
     def path(self, config: Any) -> Path:
         return self.folder / f"{config_hash(config)}.json"
@@ -83,19 +167,10 @@ class ResultsStore:
         path = self.path(config)
         return json.loads(path.read_text())["result"] if path.is_file() else None
 
-    def save(self, config: Any, result: JSONValue) -> Path:
-        check_finite(result)
-        as_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
-        path = self.path(config)
-        write_json_atomic(path, {"config": as_dict, "result": result})
-        return path
-
     def load_or_compute(
         self, config: Any, compute: Callable[[], JSONValue], recompute: Recompute = False
     ) -> JSONValue:
         """The stored result if fresh under ``recompute`` (see ``is_fresh``); else ``compute()``,
-        then stored."""
-        if is_fresh(self.path(config), recompute):
-            return self.load(config)
-        self.save(config, compute())
-        return self.load(config)  # the stored form, so a first run and a rerun return the same
+        then stored with its provenance."""
+        as_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+        return load_or_compute_payload(self.path(config), compute, recompute, as_dict, self.profile)
