@@ -5,8 +5,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from prunelimit.lanczos import SLQResult
+from prunelimit.plotting import book_figure
 
 
+@book_figure
 def ghost_plot(result: dict) -> Figure:
     """The largest Ritz values after each Lanczos step, with and without re-orthogonalisation."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
@@ -36,6 +38,7 @@ def ghost_counts(result: dict, tolerance: float = 1e-6) -> dict[str, int]:
     }
 
 
+@book_figure
 def density_plot(slq_result: SLQResult, exact: np.ndarray, sigma: float) -> Figure:
     """SLQ density (smoothed) against the histogram of the exact eigenvalues, linear and log."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -50,13 +53,14 @@ def density_plot(slq_result: SLQResult, exact: np.ndarray, sigma: float) -> Figu
         if log:
             ax.set_ylim(bottom=1e-3)
     axes[0].set_ylabel("density")
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     axes[0].set_title("Hessian spectrum of the digits network")
     axes[1].set_title("the same, log scale: the outliers")
     figure.tight_layout()
     return figure
 
 
+@book_figure
 def convergence_plot(result: dict) -> Figure:
     """SLQ estimate of (1/D) tr f_R(H) against Lanczos steps (±2 s.e.), with the exact value."""
     figure, ax = plt.subplots(figsize=(6, 3.8))
@@ -72,11 +76,12 @@ def convergence_plot(result: dict) -> Figure:
     )
     ax.set_xticks(steps, [str(s) for s in steps])
     ax.minorticks_off()
-    ax.legend(fontsize=8)
+    ax.legend()
     ax.set_title("Convergence of the pruning functional")
     return figure
 
 
+@book_figure
 def gridded_bias_plot(result: dict) -> Figure:
     """Integrating f_R against a smoothed density: error against sigma, beside direct quadrature."""
     figure, ax = plt.subplots(figsize=(6, 3.8))
@@ -93,6 +98,6 @@ def gridded_bias_plot(result: dict) -> Figure:
         label="2 s.e. of the quadrature",
     )
     ax.set(xscale="log", yscale="log", xlabel="smoothing width $\\sigma$", ylabel="relative error")
-    ax.legend(fontsize=8)
+    ax.legend()
     ax.set_title("Why spectral sums skip the density")
     return figure
