@@ -11,6 +11,7 @@ from prunelimit.book_pipeline import (
     execute_notebook,
     is_text_notebook,
     stage_site,
+    uses_report,
 )
 
 FRONT_MATTER = """---
@@ -133,3 +134,31 @@ def test_restaging_rewrites_exactly_the_changed_files(tmp_path: Path) -> None:
     assert (site / "book" / "nb.ipynb").read_text() == '{"profile": "smoke"}'
     assert (site / "book" / "nb.ipynb").stat().st_mtime > past, "Sphinx would not see the change"
     assert (site / "book" / "intro.md").stat().st_mtime == past, "an unchanged page was rewritten"
+
+
+def test_a_page_says_which_stored_results_it_used_and_where_they_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRUNELIMIT_RESULTS", str(tmp_path / "results"))
+    body = (
+        "\n# A page\n\nIntroduction.\n"
+        + PARAMETERS
+        + "\n```{code-cell} ipython3\nfrom prunelimit.experiments import ResultsStore\n\n"
+        'ResultsStore("demo", profile).load_or_compute({"n": 1}, lambda: {"x": 1.0})\n```\n'
+        "\n## A section\n"
+    )
+    source = write(tmp_path / "page.md", FRONT_MATTER + body)
+    first = execute_notebook(source, tmp_path / "out" / "first.ipynb", profile="smoke")
+    again = execute_notebook(source, tmp_path / "out" / "again.ipynb", profile="smoke")
+    assert [use["action"] for use in first + again] == ["computed", "reused"]
+    assert uses_report(again).split() == [
+        "reused",
+        "results/smoke/demo/:",
+        first[0]["path"][-21:-5],
+    ]
+    cells = nbformat.read(tmp_path / "out" / "again.ipynb", as_version=4).cells
+    notes = [i for i, c in enumerate(cells) if c.source.startswith(":::{note}")]
+    assert len(notes) == 1 and cells[notes[0] + 1].source.startswith("## A section")
+    note = cells[notes[0]].source
+    assert "1 stored result (read 1 times from `results/smoke/demo/`; 0 computed" in note
+    assert "with torch" in note and "profile smoke" in note and str(tmp_path) not in note

@@ -1,5 +1,6 @@
 """Profiles and the results store: hashing, reuse, recompute, atomic writes, refusal of NaN."""
 
+import datetime
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from prunelimit.experiments import (
     config_hash,
     write_json_atomic,
 )
+from prunelimit.experiments.records import datasets_table, stored_results_table
 from prunelimit.experiments.store import STORE_LOG_ENV, is_fresh
 
 
@@ -133,3 +135,20 @@ def test_a_start_time_recomputes_only_results_stored_before_it(tmp_path: Path) -
     store.load_or_compute({"seed": 1}, compute, recompute=written + 10)
     assert compute.calls == 2, "stored before the start: recomputed"
     assert is_fresh(store.path({"seed": 1}), False) and not is_fresh(tmp_path / "none", False)
+
+
+def test_the_reproducibility_records_list_stored_results_and_data_sets(tmp_path: Path) -> None:
+    store = ResultsStore("demo", "smoke", root=tmp_path)
+    store.load_or_compute({"seed": 1}, lambda: {"loss": 0.5})
+    old = tmp_path / "smoke" / "older" / "result.json"
+    write_json_atomic(old, {"config": {}, "result": {}})  # stored before provenance existed
+    rows = {row[0]: row for row in stored_results_table("smoke", root=tmp_path).rows}
+    assert rows["demo"][1:3] == ("1", datetime.datetime.now(datetime.UTC).date().isoformat())
+    assert rows["demo"][4] == torch.__version__ and rows["older"][2] == "not recorded"
+    with pytest.raises(ValueError, match="make execute PROFILE=cpu"):
+        stored_results_table("cpu", root=tmp_path)
+    data = datasets_table("cpu")
+    by_name = {row[0]: row for row in data.rows}
+    assert set(by_name) == {"Fashion-MNIST", "MNIST-5k"}
+    assert "resnet18-tinyimagenet" in by_name["MNIST-5k"][-1]
+    assert "fc5-cifar10" in by_name["Fashion-MNIST"][-1]

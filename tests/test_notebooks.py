@@ -30,3 +30,11 @@ def test_notebook_runs_with_smoke_profile(
     ]
     assert len(injected) == 1 and 'profile = "smoke"' in injected[0].source
     assert "remove-cell" in injected[0].metadata.tags
+    for cell in code_cells:
+        outputs = cell.get("outputs", [])
+        assert not any(o.output_type == "error" for o in outputs), "no traceback in the book"
+        if any("image/png" in o.get("data", {}) for o in outputs):
+            figure = cell.metadata.get("mystnb", {}).get("figure", {})
+            assert figure.get("caption") and figure.get("name"), (
+                f"a figure without a caption and name: {cell.source[:80]!r}"
+            )

