@@ -59,6 +59,7 @@ def smallest_text_px(figure: Figure) -> float:
     return min(sizes) * px_per_point
 
 
+@book_figure
 def image_grid(images: np.ndarray, titles: Sequence[str], columns: int = 5) -> Figure:
     """Grey-scale images [K, H, W] in a grid with one title each."""
     images = np.asarray(images)
@@ -70,6 +71,6 @@ def image_grid(images: np.ndarray, titles: Sequence[str], columns: int = 5) -> F
         axis.axis("off")
     for axis, image, title in zip(axes.flat, images, titles, strict=False):
         axis.imshow(image, cmap="gray_r")
-        axis.set_title(title, fontsize=8)
+        axis.set_title(title)
     figure.tight_layout()
     return figure
