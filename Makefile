@@ -29,30 +29,54 @@ LIBRARY := $(shell find lib -name '*.py' | sort)
 BOOK_BUILT := _build/html/.book-built
 PROFILE_MARK := _build/profile
 
-.PHONY: book execute test benchmark clean setup data FORCE
+.PHONY: book execute test benchmark clean setup data announce-notebooks FORCE
 
 book: $(BOOK_BUILT)
 
 setup: $(INSTALLED)
 data: $(DATA_READY)
 
-# torch first and alone, so pip takes the local CPU wheel; then the exact pins; then the package.
+# The virtual environment needs Python 3.11 or newer (pyproject.toml); $(PYTHON) is checked
+# before it is created. Then torch first and alone, so pip takes the local CPU wheel; then the
+# exact pins; then the package.
 $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || { \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	    echo "error: the book needs Python 3.11 or newer, and $(PYTHON) is" \
+	      "$$(command -v $(PYTHON) >/dev/null && $(PYTHON) --version 2>&1 || echo 'not found')." >&2; \
+	    echo "       Install a newer Python and run make PYTHON=python3.11 (or newer)." >&2; \
+	    exit 1; }; \
+	  echo "Creating the virtual environment $(VENV) with $$($(PYTHON) --version 2>&1) ..."; \
+	  $(PYTHON) -m venv $(VENV); }
+	@echo "Installing packages into $(VENV), several minutes: torch (CPU wheel) first ..."
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$$(grep -E '^torch==' requirements.txt)"
+	@echo "Installing the pinned requirements and prunelimit itself ..."
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps --editable .
 	touch $@
 
+# Finds Fashion-MNIST, or installs its Debian package (apt-get as root or through sudo; it says so
+# first), or downloads it.
 $(DATA_READY): $(INSTALLED)
 	$(PY) -m prunelimit.data setup
 	touch $@
 
 # One executed notebook per text notebook; a failing cell deletes the half-written output.
-$(EXECUTED_DIR)/%.ipynb: %.md $(LIBRARY) | $(INSTALLED) $(DATA_READY)
+$(EXECUTED_DIR)/%.ipynb: %.md $(LIBRARY) | $(INSTALLED) $(DATA_READY) announce-notebooks
 	$(PY) -m prunelimit.book_pipeline execute $< $@ --profile $(PROFILE) $(if $(RECOMPUTE_SINCE),--recompute-since $(RECOMPUTE_SINCE))
+
+# Says, once, how many notebooks are about to run: those whose executed version is missing or
+# older than the text notebook or the library.
+announce-notebooks:
+	@n=0; for source in $(TEXT_NOTEBOOKS); do \
+	  executed=$(EXECUTED_DIR)/$${source%.md}.ipynb; \
+	  if [ ! -f "$$executed" ] || [ -n "$$(find $$source $(LIBRARY) -newer "$$executed" -print -quit)" ]; \
+	  then n=$$((n + 1)); fi; \
+	done; \
+	[ $$n -eq 0 ] || echo "Executing $$n of $(words $(TEXT_NOTEBOOKS)) notebooks (profile $(PROFILE);" \
+	  "results stored in results/$(PROFILE)/ are reused) ..."
 
 # Rewritten only when PROFILE changes, so switching profiles rebuilds the HTML.
 $(PROFILE_MARK): FORCE

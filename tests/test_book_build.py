@@ -70,3 +70,35 @@ def test_every_figure_cell_renders_an_image(html_root: Path) -> None:
         page = html_root / source.relative_to(PROJECT).with_suffix(".html")
         images = len(re.findall(r"<img[^>]+src=\"[^\"]+\.png\"", page.read_text()))
         assert images >= expected, f"{page.name}: {images} images for {expected} figure cells"
+
+
+SCRIPT_BODY = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+DECLARATION = re.compile(r"(?:^|[;{}\s])(?:const|let|class)\s+([A-Za-z_$][\w$]*)")
+
+
+def test_no_page_declares_a_script_name_twice(html_root: Path) -> None:
+    """A second top-level `const X` on a page is a SyntaxError ("X has already been declared")
+    that stops the script: every page once threw one for sphinx-thebe's THEBE_JS_URL."""
+    for page in html_root.rglob("*.html"):
+        names = [
+            name
+            for body in SCRIPT_BODY.findall(page.read_text())
+            for name in DECLARATION.findall(body)
+        ]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        assert not twice, f"{page.relative_to(html_root)} declares {twice} twice"
+
+
+def test_the_proof_index_lists_numbers_and_titles(html_root: Path) -> None:
+    index = (html_root / "prf-prf.html").read_text()
+    entries = re.findall(r'<code class="xref">([^<]*)</code>', index)
+    assert "Theorem 1: Moreau decomposition" in entries, entries
+    assert all(re.match(r"[A-Z][a-z]+ \d+(: \S.*)?$", entry) for entry in entries), entries
+
+
+def test_every_theory_figure_is_numbered(html_root: Path) -> None:
+    for source in sorted((BOOK / "theory").glob("*.md")):
+        figure_cells = len(re.findall(r"^figure = ", source.read_text(), flags=re.MULTILINE))
+        page = (html_root / source.relative_to(PROJECT).with_suffix(".html")).read_text()
+        numbers = re.findall(r'<span class="caption-number">Fig\. (\d+) </span>', page)
+        assert len(numbers) == figure_cells, f"{source.name}: {numbers} for {figure_cells} cells"

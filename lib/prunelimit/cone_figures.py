@@ -7,6 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from prunelimit import geometry as G
+from prunelimit.plotting import book_figure
 
 CONE_COLOR, POLAR_COLOR, SET_COLOR = "tab:blue", "tab:orange", "tab:green"
 
@@ -28,6 +29,7 @@ def _square_axes(ax: plt.Axes, limit: float) -> None:
     ax.axvline(0, color="0.8", lw=0.8)
 
 
+@book_figure
 def cone_and_polar_2d(
     start: float = 0.3, stop: float = 1.2, point: tuple[float, float] = (2.2, -1.0)
 ) -> Figure:
@@ -49,10 +51,10 @@ def cone_and_polar_2d(
     }
     for text, (vector, color) in arrows.items():
         ax.annotate("", vector, (0, 0), arrowprops={"arrowstyle": "->", "color": color, "lw": 2})
-        ax.text(*(vector * 1.08), text, color=color, fontsize=11)
+        ax.text(*(vector * 1.08), text, color=color)
     ax.plot(*zip(on_cone, x, strict=True), ls=":", color="0.4")
     _square_axes(ax, 3)
-    ax.legend(loc="lower left", fontsize=9)
+    ax.legend(loc="lower left")
     ax.set_title("A cone, its polar, and Moreau's decomposition")
     return figure
 
@@ -63,6 +65,7 @@ def _ellipse(center: np.ndarray, semi_axes: np.ndarray, angle: float, num: int =
     return center[:, None] + rotation @ (semi_axes[:, None] * np.stack([np.cos(t), np.sin(t)]))
 
 
+@book_figure
 def conic_hull_2d(
     center: tuple[float, float] = (2.5, 1.2),
     semi_axes: tuple[float, float] = (1.0, 0.45),
@@ -85,11 +88,12 @@ def conic_hull_2d(
     ax.set_xlim(-1.5, 4.5)
     ax.set_ylim(-1.5, 3.5)
     ax.set_aspect("equal")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left")
     ax.set_title("The cone a set generates seen from a point")
     return figure
 
 
+@book_figure
 def circular_cones_3d(alpha: float = math.pi / 6) -> Figure:
     """Circ_3(alpha) around +e_3 and its polar Circ_3(pi/2 - alpha) around -e_3, as surfaces."""
     figure = plt.figure(figsize=(5, 5))
@@ -109,6 +113,7 @@ def circular_cones_3d(alpha: float = math.pi / 6) -> Figure:
     return figure
 
 
+@book_figure
 def ellipse_projection_vs_distance(distances: tuple[float, ...] = (1.5, 3.0, 6.0)) -> Figure:
     """The same ellipse moved away from the origin casts a shorter arc on the unit circle
     (the paper's Figure 1c): the further the set, the smaller its Gaussian width."""
@@ -132,11 +137,12 @@ def ellipse_projection_vs_distance(distances: tuple[float, ...] = (1.5, 3.0, 6.0
     ax.plot(0, 0, "ko")
     ax.set_aspect("equal")
     ax.set_xlim(-1.3, 7.2)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(distances))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(distances))
     ax.set_title("Moving a set away shrinks its projection on the sphere")
     return figure
 
 
+@book_figure
 def statdim_comparison(rows: list[dict]) -> Figure:
     """delta / d by Monte Carlo (error bars) against the closed forms, and the z-scores."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -164,11 +170,12 @@ def statdim_comparison(rows: list[dict]) -> Figure:
         ylabel="(MC - exact) / s.e.",
         title="Deviation in standard errors",
     )
-    left.legend(fontsize=7, loc="center right")
+    left.legend(loc="center right")
     figure.tight_layout()
     return figure
 
 
+@book_figure
 def l1_descent_plot(curve: dict) -> Figure:
     """delta / d of the l1 descent cone: Monte Carlo against psi and ALMT's lower bound."""
     figure, ax = plt.subplots(figsize=(5.5, 4))
@@ -189,10 +196,11 @@ def l1_descent_plot(curve: dict) -> Figure:
         ylabel="$\\delta(\\mathcal{D}) / d$",
         title="The $\\ell_1$ descent cone",
     )
-    ax.legend(fontsize=8)
+    ax.legend()
     return figure
 
 
+@book_figure
 def meeting_plot(result: dict) -> Figure:
     """P(random k-dim subspace meets the cone) over k: empirical, exact, kinematic window."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
@@ -215,11 +223,12 @@ def meeting_plot(result: dict) -> Figure:
             xlabel="subspace dimension $k$", title=f"{name} cone, $\\delta = {cone['statdim']:.1f}$"
         )
     axes[0].set_ylabel("P(subspace meets cone)")
-    axes[0].legend(fontsize=7)
+    axes[0].legend()
     figure.tight_layout()
     return figure
 
 
+@book_figure
 def phase_transition_plot(curves: list[dict], d: int) -> Figure:
     """Basis-pursuit success rate over m, one curve per sparsity, delta = d psi(s/d) marked."""
     figure, ax = plt.subplots(figsize=(6, 3.8))
@@ -232,10 +241,11 @@ def phase_transition_plot(curves: list[dict], d: int) -> Figure:
         ylabel="success rate",
         title=f"Basis pursuit in $d = {d}$: dashed lines at $\\delta = d\\,\\psi(s/d)$",
     )
-    ax.legend(fontsize=8)
+    ax.legend()
     return figure
 
 
+@book_figure
 def ellipsoid_plots(result: dict, d: int) -> Figure:
     """Left: delta of cone(E) by Monte Carlo and by the width formula, over R. Right: P(meet)."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -253,7 +263,7 @@ def ellipsoid_plots(result: dict, d: int) -> Figure:
     )
     left.set_xticks(result["R"], [f"{r:g}" for r in result["R"]])
     left.minorticks_off()
-    left.legend(fontsize=8)
+    left.legend()
     for curve in result["meeting"]:
         (line,) = right.plot(result["k"], curve["rate"], "o-", ms=2, label=f"R = {curve['R']}")
         right.axvline(d - curve["formula_statdim"], color=line.get_color(), ls="--")
@@ -263,6 +273,6 @@ def ellipsoid_plots(result: dict, d: int) -> Figure:
         ylabel="P(subspace meets the sublevel set)",
         title="$k = d - \\delta$: formula (dashed), Monte Carlo (dotted)",
     )
-    right.legend(fontsize=8)
+    right.legend()
     figure.tight_layout()
     return figure

@@ -325,12 +325,41 @@ def class_summary(images: torch.Tensor, labels: torch.Tensor) -> dict[str, list]
     }
 
 
+def _announce_fashion_mnist_install() -> None:
+    """Say what ``ensure_fashion_mnist`` is about to do when Fashion-MNIST is not found yet:
+    run apt-get as root (directly or through sudo), or download."""
+    try:
+        locate_fashion_mnist()
+        return
+    except MissingDataError:
+        if os.environ.get(FASHION_MNIST_ENV):
+            return  # ensure_fashion_mnist reports the folder that lacks the files
+    prefix = _apt_prefix()
+    download = f"download from {FASHION_MNIST_URL} into {data_root() / 'fashion-mnist'}"
+    if prefix is None:
+        print(
+            "Fashion-MNIST not found, and apt-get cannot run here (it needs root or passwordless "
+            f"sudo): trying the {download} ...",
+            flush=True,
+        )
+        return
+    how = "as root" if not prefix else "as root through sudo"
+    print(
+        f"Fashion-MNIST not found: installing the Debian package {DEBIAN_PACKAGE} with apt-get "
+        f"{how} (apt-get install, and apt-get update if needed); if that fails, trying the "
+        f"{download} ...",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m prunelimit.data setup``: make sure the offline data sets are present."""
     parser = argparse.ArgumentParser(prog="python -m prunelimit.data")
     parser.add_argument("command", choices=["setup"])
     parser.parse_args(argv)
+    print("Checking the offline data sets (Fashion-MNIST, MNIST-5k, digits) ...", flush=True)
     try:
+        _announce_fashion_mnist_install()
         print(f"Fashion-MNIST: {ensure_fashion_mnist()}")
         print(f"MNIST-5k:      {mnist_5k_path()}")
         print(f"digits:        {digits_path()}")

@@ -5,8 +5,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from prunelimit.limit import threshold_curve
+from prunelimit.plotting import book_figure
 
 
+@book_figure
 def threshold_plot(
     eigenvalues: np.ndarray, weights: np.ndarray, eps: float, prediction: dict
 ) -> Figure:
@@ -25,14 +27,15 @@ def threshold_plot(
         label=f"limit {prediction['rho']:.3f}",
     )
     ax.set(xlabel="pruning ratio $k / D$ (fraction kept)", ylabel="ratio", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(fontsize=8)
+    ax.legend()
     ax.set_title("The threshold equation")
     return figure
 
 
+@book_figure
 def factors_plot(result: dict, eps_factors, scales) -> Figure:
     """The predicted limit against eps, against scaled weights and against a scaled spectrum."""
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    figure, axes = plt.subplots(1, 3, figsize=(10, 3.4), sharey=True)
     panels = [
         (
             eps_factors,
@@ -64,6 +67,7 @@ def factors_plot(result: dict, eps_factors, scales) -> Figure:
     return figure
 
 
+@book_figure
 def prediction_scatter(rows: list[dict]) -> Figure:
     """Predicted against exact limit, one point per quadratic case, by eigenbasis."""
     figure, ax = plt.subplots(figsize=(5, 5))
@@ -80,11 +84,12 @@ def prediction_scatter(rows: list[dict]) -> Figure:
     ax.set(
         xlabel="exact limit (magnitude support)", ylabel="predicted limit", xlim=(0, 1), ylim=(0, 1)
     )
-    ax.legend(fontsize=8)
+    ax.legend()
     ax.set_title("Quadratic losses: prediction against truth")
     return figure
 
 
+@book_figure
 def scaling_plot(rows: list[dict]) -> Figure:
     """Exact limit, prediction and bounds against D."""
     figure, ax = plt.subplots(figsize=(6, 3.8))
@@ -95,6 +100,6 @@ def scaling_plot(rows: list[dict]) -> Figure:
     ax.plot(sizes, [r["rho"] for r in rows], "o-", label="prediction")
     ax.plot(sizes, [r["exact"] for r in rows], "s-", color="crimson", label="exact")
     ax.set(xscale="log", xlabel="number of weights $D$", ylabel="limit (fraction kept)")
-    ax.legend(fontsize=8)
+    ax.legend()
     ax.set_title("Power-law spectrum, Gaussian weights, random eigenbasis")
     return figure
