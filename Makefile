@@ -76,7 +76,7 @@ announce-notebooks:
 	  then n=$$((n + 1)); fi; \
 	done; \
 	[ $$n -eq 0 ] || echo "Executing $$n of $(words $(TEXT_NOTEBOOKS)) notebooks (profile $(PROFILE);" \
-	  "results stored in results/$(PROFILE)/ are reused) ..."
+	  "$(if $(RECOMPUTE_SINCE),results stored in results/$(PROFILE)/ before this run are recomputed,results stored in results/$(PROFILE)/ are reused)) ..."
 
 # Rewritten only when PROFILE changes, so switching profiles rebuilds the HTML.
 $(PROFILE_MARK): FORCE

@@ -104,6 +104,7 @@ def test_staging_replaces_text_notebooks_by_executed_ones(tmp_path: Path) -> Non
     with pytest.raises(FileNotFoundError, match=r"nb\.ipynb is missing"):
         stage_site(project, executed, tmp_path / "site")
     write(executed / "book" / "part" / "nb.ipynb", "{}")
+    os.mkfifo(project / "book" / "part" / "kernel-ipc-1")  # not a regular file, like a socket
     site = stage_site(project, executed, tmp_path / "site")
     assert staged_files(site) == ["_config.yml", "_toc.yml", "book/intro.md", "book/part/nb.ipynb"]
     assert (site / "book" / "part" / "nb.ipynb").read_text() == "{}"

@@ -230,7 +230,10 @@ def _site_files(project: Path, executed_dir: Path) -> dict[Path, Path]:
     """Relative path in the site -> file to copy there."""
     files = {Path(name): project / name for name in BOOK_CONFIG_FILES}
     for path in sorted((project / BOOK_FOLDER).rglob("*")):
-        if path.is_dir() or "_build" in path.parts or ".ipynb_checkpoints" in path.parts:
+        # regular files only: a running kernel leaves sockets (kernel-ipc-N) beside its notebook
+        if not path.is_file() or "_build" in path.parts or ".ipynb_checkpoints" in path.parts:
+            continue
+        if path.name.startswith("kernel-ipc-"):
             continue
         relative = path.relative_to(project)
         if is_text_notebook(path):
