@@ -102,3 +102,27 @@ def test_every_theory_figure_is_numbered(html_root: Path) -> None:
         page = (html_root / source.relative_to(PROJECT).with_suffix(".html")).read_text()
         numbers = re.findall(r'<span class="caption-number">Fig\. (\d+) </span>', page)
         assert len(numbers) == figure_cells, f"{source.name}: {numbers} for {figure_cells} cells"
+
+
+def test_part_three_pages_name_their_data_number_their_figures_and_show_html_tables(
+    html_root: Path,
+) -> None:
+    experiments = html_root / "book" / "experiments"
+    for page in sorted(experiments.glob("*_*.html")):
+        text = page.read_text()
+        opening = re.sub(r"<[^>]+>", " ", text[text.index("<h1") :])[:1500]
+        assert "The paper:" in opening and "This page, profile" in opening, page.name
+        assert "Fashion-MNIST" in opening or "MNIST-5k" in opening, page.name
+        figures = re.findall(r'<span class="caption-number">Fig\. \d+ </span>', text)
+        assert len(figures) == 5, f"{page.name}: {len(figures)} numbered figures"
+        assert "This page shows" in text and "stored result" in text, "provenance note"
+    summary = (experiments / "summary.html").read_text()
+    assert summary.count("<table") >= 3 and "actual one-shot" in summary
+    assert re.search(r'caption-number">Fig\. \d+ </span>', summary)
+
+
+def test_no_page_shows_a_traceback_or_a_build_path(html_root: Path) -> None:
+    for page in html_root.rglob("*.html"):
+        text = page.read_text()
+        assert "Traceback (most recent call last)" not in text, page.name
+        assert str(PROJECT) not in text, f"{page.name} shows the build machine's paths"

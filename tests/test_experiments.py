@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,10 @@ def test_a_stored_result_says_where_it_came_from_and_every_use_is_logged(
     assert stored["profile"] == "smoke" and stored["torch"] == torch.__version__
     assert stored["seconds"] >= 0 and stored["utc"].endswith("+00:00")
     assert stored["device"].startswith(("cpu", "cuda"))
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert stored["commit"].removesuffix("-dirty") == head
     uses = [json.loads(line) for line in log.read_text().splitlines()]
     assert [use["action"] for use in uses] == ["computed", "reused"]
     assert all(use["path"] == str(store.path({"seed": 1})) for use in uses)

@@ -28,20 +28,27 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
+def _git(*arguments: str) -> str:
+    return subprocess.run(
+        ["git", *arguments],
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout.strip()
+
+
 def git_commit() -> str:
-    """``git describe --always --dirty`` of the checkout, or a sentence saying there is none."""
+    """The checkout's commit (short hash), with ``-dirty`` when the library (``lib/``) has
+    uncommitted changes; other files (results being written, pages) do not count. A sentence
+    says so when this is not a git checkout."""
     try:
-        described = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=project_root(),
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
+        head = _git("rev-parse", "--short", "HEAD")
+        changed = _git("status", "--porcelain", "--", "lib")
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
-    return described.stdout.strip()
+    return f"{head}-dirty" if changed else head
 
 
 def device_description() -> str:
