@@ -7,10 +7,12 @@ from pathlib import Path
 import jupytext
 import pytest
 
+from prunelimit.book_pipeline import text_notebooks
 from tests.conftest import BOOK, PROJECT
 
 PAGES = sorted(path for path in BOOK.rglob("*.md") if "_build" not in path.parts)
 THEORY = sorted((BOOK / "theory").glob("*.md"))
+NOTEBOOKS = text_notebooks(BOOK)
 CITATION = re.compile(r"\{cite:[a-z]+\}`([^`]+)`")
 BIB_KEY = re.compile(r"^@\w+\{([^,\s]+),", re.MULTILINE)
 
@@ -80,8 +82,8 @@ def test_theory_figures_are_numbered_and_captioned(page: Path) -> None:
     assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize("page", THEORY, ids=lambda p: p.name)
-def test_theory_code_lines_fit_the_code_column(page: Path) -> None:
+@pytest.mark.parametrize("page", NOTEBOOKS, ids=lambda p: str(p.relative_to(BOOK)))
+def test_code_lines_fit_the_code_column(page: Path) -> None:
     """At 1400 px the book's code blocks show about 90 characters without scrolling."""
     long = [
         line

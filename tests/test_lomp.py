@@ -311,3 +311,18 @@ def test_part_three_figures_are_readable_and_show_the_limits_definition(smoke_ru
     zoom = figures[3].axes[2]
     assert zoom.get_xlim()[0] < result["limit"]["prediction"]["lower"] < zoom.get_xlim()[1]
     plt.close("all")
+
+
+def test_the_comparison_counts_the_tasks_where_lomp_prunes_further(smoke_run) -> None:
+    result, config = smoke_run[0], task_config("resnet18-tinyimagenet", "smoke")
+    limit = result["one_shot"]["limit"]
+    sparser = {**result, "one_shot": {**result["one_shot"], "limit": limit / 2}}
+    table = experiment_figures.comparison_table(
+        {config.task: sparser}, {config.task: result}, {config.task: config}
+    )
+    assert table.caption == "LOMP prunes further than plain pruning in 1 of 1 tasks"
+    assert table.rows[0][-1] == "2.0x"
+    swapped = experiment_figures.comparison_table(
+        {config.task: result}, {config.task: sparser}, {config.task: config}
+    )
+    assert swapped.caption.endswith("in 0 of 1 tasks")

@@ -138,7 +138,8 @@ def uses_report(uses: list[dict]) -> str:
 
 
 def provenance_note(uses: list[dict]) -> str:
-    """A MyST note for the top of a page: what it reused or computed, and where and when."""
+    """A MyST note for the end of a page's introduction: how many stored results it shows, how
+    many it reused or computed, and where and when they were computed."""
     reused = sum(use["action"] == "reused" for use in uses)
     folders = sorted({_shown_path(use["path"]).rpartition("/")[0] for use in uses})
     shown = ", ".join(f"`{f}/`" for f in folders[:3]) + (" and more" if len(folders) > 3 else "")
@@ -232,8 +233,6 @@ def _site_files(project: Path, executed_dir: Path) -> dict[Path, Path]:
     for path in sorted((project / BOOK_FOLDER).rglob("*")):
         # regular files only: a running kernel leaves sockets (kernel-ipc-N) beside its notebook
         if not path.is_file() or "_build" in path.parts or ".ipynb_checkpoints" in path.parts:
-            continue
-        if path.name.startswith("kernel-ipc-"):
             continue
         relative = path.relative_to(project)
         if is_text_notebook(path):

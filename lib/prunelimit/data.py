@@ -162,6 +162,26 @@ def _apt_install(package: str) -> bool:
     return subprocess.run(install, capture_output=True, env=env).returncode == 0
 
 
+def _announce_install(prefix: list[str] | None) -> None:
+    """Say, before it happens, how ``ensure_fashion_mnist`` will get the data: apt-get as root
+    (directly or through sudo, per ``prefix`` from ``_apt_prefix``), else a download."""
+    download = f"download from {FASHION_MNIST_URL} into {data_root() / 'fashion-mnist'}"
+    if prefix is None:
+        print(
+            "Fashion-MNIST not found, and apt-get cannot run here (it needs root or passwordless "
+            f"sudo): trying the {download} ...",
+            flush=True,
+        )
+        return
+    how = "as root through sudo" if prefix else "as root"
+    print(
+        f"Fashion-MNIST not found: installing the Debian package {DEBIAN_PACKAGE} with apt-get "
+        f"{how} (apt-get install, and apt-get update if needed); if that fails, trying the "
+        f"{download} ...",
+        flush=True,
+    )
+
+
 def ensure_fashion_mnist() -> Path:
     """Locate Fashion-MNIST, else install the Debian package, else download it; the folder."""
     try:
@@ -169,6 +189,7 @@ def ensure_fashion_mnist() -> Path:
     except MissingDataError:
         if os.environ.get(FASHION_MNIST_ENV):
             raise
+    _announce_install(_apt_prefix())
     if _apt_install(DEBIAN_PACKAGE) and _is_complete(DEBIAN_FASHION_MNIST_DIR):
         return DEBIAN_FASHION_MNIST_DIR
     try:
@@ -325,33 +346,6 @@ def class_summary(images: torch.Tensor, labels: torch.Tensor) -> dict[str, list]
     }
 
 
-def _announce_fashion_mnist_install() -> None:
-    """Say what ``ensure_fashion_mnist`` is about to do when Fashion-MNIST is not found yet:
-    run apt-get as root (directly or through sudo), or download."""
-    try:
-        locate_fashion_mnist()
-        return
-    except MissingDataError:
-        if os.environ.get(FASHION_MNIST_ENV):
-            return  # ensure_fashion_mnist reports the folder that lacks the files
-    prefix = _apt_prefix()
-    download = f"download from {FASHION_MNIST_URL} into {data_root() / 'fashion-mnist'}"
-    if prefix is None:
-        print(
-            "Fashion-MNIST not found, and apt-get cannot run here (it needs root or passwordless "
-            f"sudo): trying the {download} ...",
-            flush=True,
-        )
-        return
-    how = "as root" if not prefix else "as root through sudo"
-    print(
-        f"Fashion-MNIST not found: installing the Debian package {DEBIAN_PACKAGE} with apt-get "
-        f"{how} (apt-get install, and apt-get update if needed); if that fails, trying the "
-        f"{download} ...",
-        flush=True,
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m prunelimit.data setup``: make sure the offline data sets are present."""
     parser = argparse.ArgumentParser(prog="python -m prunelimit.data")
@@ -359,7 +353,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.parse_args(argv)
     print("Checking the offline data sets (Fashion-MNIST, MNIST-5k, digits) ...", flush=True)
     try:
-        _announce_fashion_mnist_install()
         print(f"Fashion-MNIST: {ensure_fashion_mnist()}")
         print(f"MNIST-5k:      {mnist_5k_path()}")
         print(f"digits:        {digits_path()}")

@@ -12,6 +12,7 @@ from prunelimit.data import (
 )
 from prunelimit.experiments.lomp import DATA_FACTS, TASKS, task_config
 from prunelimit.experiments.profiles import check_profile
+from prunelimit.experiments.store import summarise_provenance
 from prunelimit.paths import data_root, project_root, results_root
 from prunelimit.tables import Table, records_table
 
@@ -73,12 +74,6 @@ def datasets_table(profile: str) -> Table:
     return records_table(rows)
 
 
-def _span(days: list[str]) -> str:
-    if not days:
-        return "not recorded"
-    return days[0] if days[0] == days[-1] else f"{days[0]} to {days[-1]}"
-
-
 def stored_results_table(profile: str, root: Path | None = None) -> Table:
     """One row per folder of stored results under ``profile``: how many, when, on what device,
     torch version and commit they were computed, and their wall time in all."""
@@ -87,25 +82,21 @@ def stored_results_table(profile: str, root: Path | None = None) -> Table:
     for path in sorted(folder.rglob("*.json")):
         provenance = json.loads(path.read_text()).get("provenance")
         groups.setdefault(str(path.parent.relative_to(folder)), []).append(provenance)
+    if not groups:
+        raise ValueError(f"no stored results under {folder}: run make execute PROFILE={profile}")
     rows = []
     for name, records in groups.items():
-        known = [r for r in records if r]
-
-        def listed(key: str, known: list[dict] = known) -> str:
-            return "; ".join(sorted({str(r[key]) for r in known})) or "not recorded"
-
-        days = sorted(r["utc"][:10] for r in known)
+        summary = summarise_provenance(records, time_digits=10)
+        unknown = "not recorded"
         rows.append(
             {
                 "results": name,
                 "files": len(records),
-                "computed (UTC)": _span(days),
-                "device": listed("device"),
-                "torch": listed("torch"),
-                "commit": listed("commit"),
-                "wall time": f"{sum(r['seconds'] for r in known):,.0f} s" if known else "",
+                "computed (UTC)": summary["when"] if summary else unknown,
+                "device": summary["device"] if summary else unknown,
+                "torch": summary["torch"] if summary else unknown,
+                "commit": summary["commit"] if summary else unknown,
+                "wall time": f"{summary['seconds']} s" if summary else "",
             }
         )
-    if not rows:
-        raise ValueError(f"no stored results under {folder}: run make execute PROFILE={profile}")
     return records_table(rows)

@@ -84,26 +84,38 @@ def record_use(path: Path, action: str, payload: dict[str, JSONValue]) -> None:
             handle.write(json.dumps(line) + "\n")
 
 
-def describe_provenance(records: list[dict[str, JSONValue] | None]) -> str:
-    """One sentence on where the results with these provenance records were computed: dates,
-    devices, torch versions, commits and total wall time (records that are None are counted as
-    stored before provenance was recorded)."""
+def summarise_provenance(
+    records: list[dict[str, JSONValue] | None], time_digits: int = 16
+) -> dict[str, str] | None:
+    """The provenance of a group of results as text: "when" (the UTC span, to the minute, or to
+    the day with ``time_digits=10``), and each of "device", "torch", "commit", "profile" as the
+    distinct values joined by "; ", and "seconds" (total wall time). Records that are None
+    (stored before provenance was recorded) are skipped; None when no record is known."""
     known = [r for r in records if r]
+    if not known:
+        return None
+    times = sorted(r["utc"][:time_digits].replace("T", " ") for r in known)
+    summary = {"when": times[0] if times[0] == times[-1] else f"{times[0]} to {times[-1]}"}
+    for key in ("device", "torch", "commit", "profile"):
+        summary[key] = "; ".join(sorted({str(r[key]) for r in known}))
+    summary["seconds"] = f"{sum(r['seconds'] for r in known):,.0f}"
+    return summary
+
+
+def describe_provenance(records: list[dict[str, JSONValue] | None]) -> str:
+    """One sentence on where the results with these provenance records were computed (see
+    ``summarise_provenance``)."""
+    summary = summarise_provenance(records)
     parts = []
-    if known:
-        days = sorted(r["utc"][:16].replace("T", " ") for r in known)
-        when = days[0] if days[0] == days[-1] else f"{days[0]} to {days[-1]}"
-
-        def listed(key: str) -> str:
-            return "; ".join(sorted({str(r[key]) for r in known}))
-
+    if summary:
         parts.append(
-            f"computed {when} UTC on {listed('device')} with torch {listed('torch')} at commit "
-            f"{listed('commit')} (profile {listed('profile')}), "
-            f"{sum(r['seconds'] for r in known):,.0f} s of wall time in all"
+            f"computed {summary['when']} UTC on {summary['device']} with torch "
+            f"{summary['torch']} at commit {summary['commit']} (profile {summary['profile']}), "
+            f"{summary['seconds']} s of wall time in all"
         )
-    if len(known) < len(records):
-        parts.append(f"{len(records) - len(known)} stored before provenance was recorded")
+    unrecorded = len(records) - sum(1 for r in records if r)
+    if unrecorded:
+        parts.append(f"{unrecorded} stored before provenance was recorded")
     return "; ".join(parts)
 
 
