@@ -1,21 +1,27 @@
-"""Hessian-vector products against torch.func.hessian in float64, and every guard."""
+"""Hessian and Gauss-Newton products against torch.func in float64, and every guard."""
 
+import numpy as np
 import pytest
 import torch
+from scipy.sparse.linalg import eigsh
 from torch import nn
-from torch.func import functional_call, hessian
+from torch.func import functional_call, hessian, jacrev
 from torch.utils.data import DataLoader, TensorDataset
 
 from prunelimit.curvature import (
+    CurvatureOperator,
     DataChangedError,
+    GGNOperator,
     HessianOperator,
     NonFiniteLossError,
+    dense_ggn,
     dense_hessian,
 )
 from prunelimit.models import prunable_parameters
 
 LOSS = nn.CrossEntropyLoss()
 BACKENDS = ["double_backward", "forward_over_reverse"]
+OPERATORS = pytest.mark.parametrize("kind", [HessianOperator, GGNOperator], ids=["H", "GGN"])
 
 
 def reference_hessian(
@@ -32,6 +38,31 @@ def reference_hessian(
         for a in names
     ]
     return torch.cat(rows, 0)
+
+
+def reference_ggn(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    names: list[str],
+) -> torch.Tensor:
+    """J^T H_z J over all the data at once, [D, D]: J = d outputs / dw [N, C, D] by jacrev,
+    H_z = d^2 mean loss / d outputs^2 [N C, N C] by torch.func.hessian."""
+    state = {**dict(model.named_buffers()), **{n: p.detach() for n, p in model.named_parameters()}}
+    chosen = {n: state[n] for n in names}
+    outputs = functional_call(model, state, (inputs,))
+    blocks = jacrev(lambda c: functional_call(model, {**state, **c}, (inputs,)))(chosen)
+    jacobian = torch.cat([blocks[n].reshape(*outputs.shape, -1) for n in names], -1)
+    jacobian = jacobian.reshape(outputs.numel(), -1)
+    output_hessian = hessian(lambda z: loss_fn(z, targets))(outputs)
+    return jacobian.T @ output_hessian.reshape(outputs.numel(), outputs.numel()) @ jacobian
+
+
+def tiny_linear() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(2)
+    model = nn.Linear(5, 3).double()
+    return model, torch.randn(30, 5, dtype=torch.float64), torch.randint(0, 3, (30,))
 
 
 def tiny_mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -55,6 +86,30 @@ def tiny_cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     model[1].running_var.uniform_(0.5, 2.0)
     model.eval()
     return model, torch.randn(40, 1, 8, 8, dtype=torch.float64), torch.randint(0, 4, (40,))
+
+
+def tiny_convnet() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3),
+        nn.ReLU(),
+        nn.Conv2d(2, 2, 3, stride=2),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    ).double()
+    return model, torch.randn(24, 1, 8, 8, dtype=torch.float64), torch.randint(0, 3, (24,))
+
+
+def with_loss(make, loss: str) -> tuple[nn.Module, nn.Module, torch.Tensor, torch.Tensor]:
+    """(model, loss_fn, inputs, targets): class labels for "ce", or regression targets shaped
+    like the outputs for "mse"."""
+    model, inputs, labels = make()
+    if loss == "ce":
+        return model, nn.CrossEntropyLoss(), inputs, labels
+    with torch.no_grad():
+        outputs = model(inputs)
+    return model, nn.MSELoss(), inputs, outputs + torch.randn_like(outputs)
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -91,22 +146,28 @@ def test_backends_agree_and_chunking_does_not_matter() -> None:
         assert relative_error(product, products[0]) <= 1e-12
 
 
-def test_prunable_subset_is_the_matching_block() -> None:
+@OPERATORS
+def test_prunable_subset_is_the_matching_block(kind: type[CurvatureOperator]) -> None:
     model, inputs, targets = tiny_cnn()
     weights = [n for n, _ in model.named_parameters() if n in ("0.weight", "5.weight")]
-    expected = reference_hessian(model, inputs, targets, weights)
-    operator = HessianOperator(model, LOSS, (inputs, targets), prunable_parameters(model))
+    expected = (
+        reference_hessian(model, inputs, targets, weights)
+        if kind is HessianOperator
+        else reference_ggn(model, LOSS, inputs, targets, weights)
+    )
+    operator = kind(model, LOSS, (inputs, targets), prunable_parameters(model))
     assert operator.names == weights
     vector = torch.randn(operator.shape[0], dtype=torch.float64)
     assert relative_error(operator.matvec(vector), expected @ vector) <= 1e-10
 
 
-def test_float32_products_on_a_float64_copy_and_in_float32() -> None:
+@OPERATORS
+def test_float32_products_on_a_float64_copy_and_in_float32(kind: type[CurvatureOperator]) -> None:
     model, inputs, targets = tiny_mlp()
     model = model.float()
     data = (inputs.float(), targets)
-    single = HessianOperator(model, LOSS, data)
-    double = HessianOperator(model, LOSS, data, dtype=torch.float64)
+    single = kind(model, LOSS, data)
+    double = kind(model, LOSS, data, dtype=torch.float64)
     assert single.dtype == torch.float32 and double.dtype == torch.float64
     assert next(model.parameters()).dtype == torch.float32, (
         "the caller's model must not be converted"
@@ -115,17 +176,19 @@ def test_float32_products_on_a_float64_copy_and_in_float32() -> None:
     assert relative_error(single.matvec(vector).double(), double.matvec(vector)) <= 1e-5
 
 
-def test_batches_from_a_dataloader_are_weighted_by_size() -> None:
+@OPERATORS
+def test_batches_from_a_dataloader_are_weighted_by_size(kind: type[CurvatureOperator]) -> None:
     model, inputs, targets = tiny_mlp()
     loader = DataLoader(TensorDataset(inputs, targets), batch_size=16, shuffle=False)  # 16+16+16+2
     vector = torch.randn(66, dtype=torch.float64)
-    expected = HessianOperator(model, LOSS, (inputs, targets)).matvec(vector)
-    assert relative_error(HessianOperator(model, LOSS, loader).matvec(vector), expected) <= 1e-12
+    expected = kind(model, LOSS, (inputs, targets)).matvec(vector)
+    assert relative_error(kind(model, LOSS, loader).matvec(vector), expected) <= 1e-12
 
 
-def test_scipy_export() -> None:
+@OPERATORS
+def test_scipy_export(kind: type[CurvatureOperator]) -> None:
     model, inputs, targets = tiny_mlp()
-    operator = HessianOperator(model, LOSS, (inputs, targets))
+    operator = kind(model, LOSS, (inputs, targets))
     exported = operator.to_scipy()
     vector = torch.randn(66, dtype=torch.float64)
     assert exported.shape == (66, 66)
@@ -135,22 +198,26 @@ def test_scipy_export() -> None:
 
 
 # --------------------------------------------------------------------------------- guards
+@OPERATORS
 @pytest.mark.parametrize(
     "layer", [nn.BatchNorm1d(7), nn.Dropout(0.1)], ids=["batchnorm", "dropout"]
 )
-def test_train_mode_with_batch_dependent_layers_is_refused(layer: nn.Module) -> None:
+def test_train_mode_with_batch_dependent_layers_is_refused(
+    layer: nn.Module, kind: type[CurvatureOperator]
+) -> None:
     model = nn.Sequential(nn.Linear(5, 7), layer, nn.Linear(7, 3)).double().train()
     _, inputs, targets = tiny_mlp()
     with pytest.raises(ValueError, match=r"train mode .* Call model.eval\(\)"):
-        HessianOperator(model, LOSS, (inputs, targets))
-    HessianOperator(model.eval(), LOSS, (inputs, targets))  # fine once in eval mode
+        kind(model, LOSS, (inputs, targets))
+    kind(model.eval(), LOSS, (inputs, targets))  # fine once in eval mode
 
 
-def test_shuffled_data_is_detected() -> None:
+@OPERATORS
+def test_shuffled_data_is_detected(kind: type[CurvatureOperator]) -> None:
     model, inputs, targets = tiny_mlp()
     loader = DataLoader(TensorDataset(inputs, targets), batch_size=16, shuffle=True)
     with pytest.raises(DataChangedError, match="shuffle=False"):  # the gradient check is a 2nd pass
-        HessianOperator(model, LOSS, loader).matvec(torch.ones(66, dtype=torch.float64))
+        kind(model, LOSS, loader).matvec(torch.ones(66, dtype=torch.float64))
 
 
 class Augmented:
@@ -163,20 +230,22 @@ class Augmented:
         yield self.inputs + 0.01 * torch.randn_like(self.inputs), self.targets
 
 
-def test_augmented_data_is_detected_and_the_check_can_be_disabled() -> None:
+@OPERATORS
+def test_augmented_data_is_detected_and_the_check_can_be_disabled(
+    kind: type[CurvatureOperator],
+) -> None:
     model, inputs, targets = tiny_mlp()
     with pytest.raises(DataChangedError, match="augmented"):
-        HessianOperator(model, LOSS, Augmented(inputs, targets)).matvec(
-            torch.ones(66, dtype=torch.float64)
-        )
-    unchecked = HessianOperator(model, LOSS, Augmented(inputs, targets), check_determinism=False)
+        kind(model, LOSS, Augmented(inputs, targets)).matvec(torch.ones(66, dtype=torch.float64))
+    unchecked = kind(model, LOSS, Augmented(inputs, targets), check_determinism=False)
     assert unchecked.matvec(torch.ones(66, dtype=torch.float64)).shape == (66,)
 
 
-def test_one_shot_iterators_are_refused() -> None:
+@OPERATORS
+def test_one_shot_iterators_are_refused(kind: type[CurvatureOperator]) -> None:
     model, inputs, targets = tiny_mlp()
     with pytest.raises(TypeError, match="one-shot iterator"):
-        HessianOperator(model, LOSS, iter([(inputs, targets)]))
+        kind(model, LOSS, iter([(inputs, targets)]))
 
 
 class WithUnusedLayer(nn.Module):
@@ -188,32 +257,90 @@ class WithUnusedLayer(nn.Module):
         return self.used(inputs)
 
 
-def test_parameters_without_gradient_are_refused() -> None:
+@OPERATORS
+def test_parameters_without_gradient_are_refused(kind: type[CurvatureOperator]) -> None:
     _, inputs, targets = tiny_mlp()
     model = WithUnusedLayer().double()
     with pytest.raises(ValueError, match=r"no gradient.*unused\.weight"):
-        HessianOperator(model, LOSS, (inputs, targets))
-    HessianOperator(model, LOSS, (inputs, targets), params=list(model.used.parameters()))
+        kind(model, LOSS, (inputs, targets))
+    kind(model, LOSS, (inputs, targets), params=list(model.used.parameters()))
     with pytest.raises(ValueError, match="not trainable parameters"):
-        HessianOperator(model, LOSS, (inputs, targets), params=[torch.zeros(3, requires_grad=True)])
+        kind(model, LOSS, (inputs, targets), params=[torch.zeros(3, requires_grad=True)])
 
 
-def test_non_finite_loss_is_refused() -> None:
+@OPERATORS
+def test_non_finite_loss_is_refused(kind: type[CurvatureOperator]) -> None:
     model, inputs, targets = tiny_mlp()
     inputs = inputs.clone()
     inputs[3, 0] = float("nan")
     with pytest.raises(NonFiniteLossError, match="loss is nan"):
-        HessianOperator(model, LOSS, (inputs, targets))
+        kind(model, LOSS, (inputs, targets))
 
 
-def test_reusing_the_graph_gives_the_same_products_every_time() -> None:
+@OPERATORS
+def test_reusing_the_graph_gives_the_same_products_every_time(
+    kind: type[CurvatureOperator],
+) -> None:
     model, inputs, targets = tiny_cnn()
-    reused = HessianOperator(model, LOSS, (inputs, targets))
-    rebuilt = HessianOperator(model, LOSS, (inputs, targets), reuse_graph=False)
+    reused = kind(model, LOSS, (inputs, targets))
+    rebuilt = kind(model, LOSS, (inputs, targets), reuse_graph=False)
     assert reused.reuse_graph and not rebuilt.reuse_graph
-    chunked = HessianOperator(model, LOSS, (inputs, targets), chunk_size=7)
+    chunked = kind(model, LOSS, (inputs, targets), chunk_size=7)
     assert not chunked.reuse_graph, "several chunks: graphs are rebuilt, memory stays bounded"
     vectors = torch.randn(148, 3, dtype=torch.float64)
     for _ in range(3):  # products of both kinds, repeatedly, on the kept graph
         assert relative_error(reused.matmat(vectors), rebuilt.matmat(vectors)) <= 1e-12
         assert relative_error(reused.matvec(vectors[:, 1]), rebuilt.matvec(vectors[:, 1])) <= 1e-12
+
+
+# --------------------------------------------------------------------------------- Gauss-Newton
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+@pytest.mark.parametrize(
+    "make",
+    [tiny_linear, tiny_mlp, tiny_convnet, tiny_cnn],
+    ids=["linear", "mlp", "cnn", "cnn-batchnorm"],
+)
+def test_ggn_products_match_jacobians_from_torch_func(make, loss: str) -> None:
+    model, loss_fn, inputs, targets = with_loss(make, loss)
+    names = [n for n, _ in model.named_parameters()]
+    expected = reference_ggn(model, loss_fn, inputs, targets, names)
+    batches = [(inputs[a:b], targets[a:b]) for a, b in ((0, 13), (13, 17), (17, None))]
+    operator = GGNOperator(model, loss_fn, batches)
+    vectors = torch.randn(operator.shape[0], 3, dtype=torch.float64)
+    assert relative_error(operator.matmat(vectors), expected @ vectors) <= 1e-10
+    assert relative_error(operator.matvec(vectors[:, 0]), expected @ vectors[:, 0]) <= 1e-10
+    dense = dense_ggn(model, loss_fn, (inputs, targets))
+    assert relative_error(dense, expected) <= 1e-10
+    eigenvalues = torch.linalg.eigvalsh(dense)
+    assert eigenvalues[0] >= -1e-10 * eigenvalues[-1], "G is positive semi-definite"
+
+
+def test_ggn_of_a_linear_model_with_squared_error_is_the_hessian() -> None:
+    """L = (1/(N C)) sum_n |W x_n - y_n|^2: H = G = (2 / (N C)) I_C (x) X^T X for W [C, d]."""
+    torch.manual_seed(4)
+    inputs, targets = torch.randn(30, 5, dtype=torch.float64), torch.randn(30, 3).double()
+    model = nn.Linear(5, 3, bias=False).double()
+    data = (inputs, targets)
+    expected = 2 / (30 * 3) * torch.kron(torch.eye(3, dtype=torch.float64), inputs.T @ inputs)
+    assert relative_error(dense_ggn(model, nn.MSELoss(), data), expected) <= 1e-12
+    assert relative_error(dense_hessian(model, nn.MSELoss(), data), expected) <= 1e-12
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_ggn_rank_is_at_most_the_bound_and_generically_equal(loss: str) -> None:
+    """4 examples, 3 outputs, D = 66 > N C: rank N (C - 1) = 8 for cross-entropy (the softmax
+    Hessian has rank C - 1), N C = 12 for squared error."""
+    model, loss_fn, inputs, targets = with_loss(tiny_mlp, loss)
+    operator = GGNOperator(model, loss_fn, (inputs[:4], targets[:4]))
+    assert operator.rank_bound == {"ce": 8, "mse": 12}[loss]
+    rank = np.linalg.matrix_rank(dense_ggn(model, loss_fn, (inputs[:4], targets[:4])).numpy())
+    assert rank <= operator.rank_bound
+    assert rank == operator.rank_bound, "a generic MLP attains the bound"
+
+
+def test_ggn_eigenvalues_through_scipy() -> None:
+    model, inputs, targets = tiny_mlp()
+    operator = GGNOperator(model, LOSS, (inputs, targets))
+    exact = np.linalg.eigvalsh(reference_ggn(model, LOSS, inputs, targets, operator.names).numpy())
+    top = eigsh(operator.to_scipy(), k=3, which="LA", return_eigenvectors=False)
+    np.testing.assert_allclose(np.sort(top), exact[-3:], rtol=1e-8)

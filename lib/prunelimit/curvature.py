@@ -1,14 +1,24 @@
-"""The Hessian of a model's mean training loss as a linear operator on flat parameter vectors.
+"""Curvature of a model's mean training loss as linear operators on flat parameter vectors.
 
-H = d^2/dw^2 (1/N) sum_n loss(model(x_n), y_n), taken with respect to chosen parameters (all
-trainable ones by default; ``prunelimit.models.prunable_parameters`` for the paper's D weights) over
-a fixed data set. Vectors are flat tensors of length D in the order of the parameters; matmat takes
-and returns [D, k]. The data are processed in chunks, so memory is bounded by one chunk's graph.
+Two matrices of L(w) = (1/N) sum_n loss(model(x_n), y_n), taken with respect to chosen parameters
+(all trainable ones by default; ``prunelimit.models.prunable_parameters`` for the paper's D
+weights) over a fixed data set:
+
+- ``HessianOperator``: H = d^2 L / dw^2.
+- ``GGNOperator``: the generalised Gauss-Newton matrix G = (1/N) sum_n J_n^T (d^2 loss / dz^2) J_n,
+  with z = model(x_n) and J_n = dz/dw; H without the terms from the model's own curvature, positive
+  semi-definite whenever the loss is convex in the outputs.
+
+Vectors are flat tensors of length D in the order of the parameters; matmat takes and returns
+[D, k]. The data are processed in chunks, so memory is bounded by one chunk's graph.
+``dense_hessian`` and ``dense_ggn`` build the full [D, D] matrices of small models.
 """
 
 import copy
+import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -31,7 +41,7 @@ TRAIN_MODE_LAYERS = (
 
 
 class DataChangedError(RuntimeError):
-    """The data differed between two passes (shuffling or augmentation): H would not be fixed."""
+    """The data differed between two passes (shuffling or augmentation): the matrix would change."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -49,7 +59,7 @@ def _check_eval_mode(model: nn.Module) -> None:
     if stochastic:
         raise ValueError(
             f"the model is in train mode and has {', '.join(stochastic)} layers: their output "
-            "depends on the batch or on random draws, so the Hessian would change between "
+            "depends on the batch or on random draws, so the curvature would change between "
             "products. Call model.eval() first."
         )
 
@@ -88,20 +98,22 @@ def _fingerprint(batch: Batch) -> tuple[int, str, str]:
     return len(inputs), float(inputs.double().sum()).hex(), float(targets.double().sum()).hex()
 
 
-class HessianOperator:
-    """Hessian of the mean loss of ``model`` over ``data`` with respect to ``params``.
+class CurvatureOperator(ABC):
+    """A curvature matrix of the mean loss of ``model`` over ``data`` with respect to ``params``.
 
-    model: in eval mode if it has BatchNorm or dropout. loss_fn(logits, targets) must return the
+    model: in eval mode if it has BatchNorm or dropout. loss_fn(outputs, targets) must return the
     mean over the batch (e.g. ``nn.CrossEntropyLoss()``); batches are weighted by their size.
-    data: a pair of tensors (x [N, ...], y [N]), split into chunks of ``chunk_size``, or a
+    data: a pair of tensors (x [N, ...], y [N, ...]), split into chunks of ``chunk_size``, or a
     re-iterable of (x, y) batches. dtype: torch.float64 computes on a float64 copy of the model.
-    backend: "double_backward" (reverse over reverse, default) or "forward_over_reverse".
     check_determinism: compare every pass's data with the first (on by default; one reduction
-    per batch). reuse_graph: when the data form a single chunk, keep its gradient graph between
-    products, so that later products cost only the second backward pass (memory: that chunk's
-    activations stay alive); with several chunks every product rebuilds each chunk's graph. The
-    operator is the Hessian at the weights it was built with: build a new one after training.
+    per batch). reuse_graph: when the data form a single chunk, keep its graph between products,
+    so that later products skip the forward pass (memory: that chunk's activations stay alive);
+    with several chunks every product rebuilds each chunk's graph. The operator is the matrix at
+    the weights it was built with: build a new one after training. Subclasses give the product
+    of one chunk, ``_chunk_product``.
     """
+
+    name = "curvature"  # for progress bars
 
     def __init__(
         self,
@@ -112,26 +124,20 @@ class HessianOperator:
         *,
         dtype: torch.dtype | None = None,
         chunk_size: int = 4096,
-        backend: Backend = "double_backward",
         check_determinism: bool = True,
         reuse_graph: bool = True,
         progress: bool = False,
     ) -> None:
-        if backend not in ("double_backward", "forward_over_reverse"):
-            raise ValueError(
-                f"backend must be 'double_backward' or 'forward_over_reverse', got {backend!r}"
-            )
         _check_eval_mode(model)
         names = self._parameter_names(model, params)
         if dtype is not None and dtype != next(model.parameters()).dtype:
             model = copy.deepcopy(model).to(dtype)
         parameters = dict(model.named_parameters())
-        self.model, self.loss_fn, self.backend = model, loss_fn, backend
+        self.model, self.loss_fn = model, loss_fn
         self.names = names
         self.params = [parameters[name] for name in names]
         self.check_determinism, self.progress = check_determinism, progress
         self._data = _chunks(data, chunk_size)
-        self._cached_gradient: tuple[torch.Tensor, ...] | None = None
         self._fingerprints = [_fingerprint(batch) for batch in self._data]
         self.num_examples = sum(size for size, _, _ in self._fingerprints)
         if self.num_examples == 0:
@@ -140,10 +146,8 @@ class HessianOperator:
         self.shape = (size, size)
         self.dtype = self.params[0].dtype
         self.device = self.params[0].device
-        self._check_gradients()
-        self.reuse_graph = (
-            reuse_graph and backend == "double_backward" and len(self._fingerprints) == 1
-        )
+        self.output_shape = self._check_gradients()
+        self.reuse_graph = reuse_graph and len(self._fingerprints) == 1
 
     @staticmethod
     def _parameter_names(model: nn.Module, params: Sequence[torch.Tensor] | None) -> list[str]:
@@ -159,7 +163,7 @@ class HessianOperator:
     # ------------------------------------------------------------------------------ passes
     def _batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor, float]]:
         """(x, y, weight n_b / N) per batch, on the operator's device, checked for change."""
-        batches = tqdm(self._data, desc="Hessian pass", leave=False, disable=not self.progress)
+        batches = tqdm(self._data, desc=f"{self.name} pass", leave=False, disable=not self.progress)
         count = 0
         for index, batch in enumerate(batches):
             if self.check_determinism and (
@@ -181,20 +185,23 @@ class HessianOperator:
                 f"this pass had {count} batches, the first had {len(self._fingerprints)}"
             )
 
-    def _batch_loss(
-        self, inputs: torch.Tensor, targets: torch.Tensor, weight: float
+    def _weighted_loss(
+        self, outputs: torch.Tensor, targets: torch.Tensor, weight: float
     ) -> torch.Tensor:
-        loss = self.loss_fn(self.model(inputs), targets)
+        """loss_fn(outputs, targets) * weight, checked to be finite."""
+        loss = self.loss_fn(outputs, targets)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"the loss is {loss.item()} on a batch: check the model and data"
             )
         return loss * weight
 
-    def _check_gradients(self) -> None:
+    def _check_gradients(self) -> tuple[int, ...]:
+        """Refuse parameters without gradient; return the shape of one example's output."""
         inputs, targets, weight = next(iter(self._batches()))
+        outputs = self.model(inputs)
         grads = torch.autograd.grad(
-            self._batch_loss(inputs, targets, weight), self.params, allow_unused=True
+            self._weighted_loss(outputs, targets, weight), self.params, allow_unused=True
         )
         unused = [name for name, g in zip(self.names, grads, strict=True) if g is None]
         if unused:
@@ -202,6 +209,7 @@ class HessianOperator:
                 f"these parameters get no gradient from the loss: {unused}; "
                 "leave them out of params"
             )
+        return tuple(outputs.shape[1:])
 
     def _split(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """[D, k] -> per parameter [k, *shape]."""
@@ -209,47 +217,116 @@ class HessianOperator:
         return [piece.T.reshape(-1, *p.shape) for piece, p in zip(pieces, self.params, strict=True)]
 
     @staticmethod
-    def _join(per_parameter: Sequence[torch.Tensor], k: int) -> torch.Tensor:
-        """Per parameter [k, *shape] -> [D, k]."""
-        return torch.cat([t.reshape(k, -1) for t in per_parameter], dim=1).T
+    def _join(columns: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+        """k columns, each per parameter [*shape] -> [D, k]."""
+        return torch.stack([torch.cat([t.reshape(-1) for t in column]) for column in columns], 1)
 
     # ------------------------------------------------------------------------------ products
     def gradient(self) -> torch.Tensor:
-        """Gradient of the mean loss, [D] (the reference cost an HVP is compared with)."""
+        """Gradient of the mean loss, [D] (the reference cost a product is compared with)."""
         total = torch.zeros(self.shape[0], dtype=self.dtype, device=self.device)
         for inputs, targets, weight in self._batches():
-            grads = torch.autograd.grad(self._batch_loss(inputs, targets, weight), self.params)
-            total += torch.cat([g.reshape(-1) for g in grads])
+            loss = self._weighted_loss(self.model(inputs), targets, weight)
+            total += torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, self.params)])
         return total
 
     def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
-        """H V for V [D, k]: one graph per chunk serves all k columns."""
+        """M V for V [D, k]: one graph per chunk serves all k columns."""
         if vectors.ndim != 2 or vectors.shape[0] != self.shape[0]:
             raise ValueError(f"expected a [{self.shape[0]}, k] tensor, got {tuple(vectors.shape)}")
         vectors = vectors.to(self.device, self.dtype)
         k = vectors.shape[1]
         tangents = self._split(vectors)
+        total = torch.zeros_like(vectors)
+        for inputs, targets, weight in self._batches():
+            total += self._chunk_product(inputs, targets, weight, tangents, k)
+        return total
+
+    def matvec(self, vector: torch.Tensor) -> torch.Tensor:
+        """M v for v [D]."""
+        return self.matmat(vector.reshape(-1, 1))[:, 0]
+
+    @abstractmethod
+    def _chunk_product(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        weight: float,
+        tangents: list[torch.Tensor],
+        k: int,
+    ) -> torch.Tensor:
+        """[D, k]: the chunk's term (its loss times ``weight``) applied to the k vectors given
+        per parameter as [k, *shape]."""
+
+    # ------------------------------------------------------------------------------ exports
+    def to_scipy(self) -> LinearOperator:
+        """The operator for scipy (numpy float64 in and out), e.g. for ``eigsh``."""
+
+        def apply(block: np.ndarray) -> np.ndarray:
+            matrix = torch.as_tensor(np.asarray(block).reshape(self.shape[0], -1))
+            return self.matmat(matrix).detach().cpu().double().numpy()
+
+        return LinearOperator(
+            self.shape, matvec=lambda v: apply(v)[:, 0], matmat=apply, dtype=np.float64
+        )
+
+
+class HessianOperator(CurvatureOperator):
+    """Hessian H of the mean loss; arguments as ``CurvatureOperator``.
+
+    backend: "double_backward" (reverse over reverse, default) or "forward_over_reverse".
+    reuse_graph keeps the chunk's gradient graph, so that later products cost only the second
+    backward pass; it applies to "double_backward" only.
+    """
+
+    name = "Hessian"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        data: Batch | Iterable[Batch],
+        params: Sequence[torch.Tensor] | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        chunk_size: int = 4096,
+        backend: Backend = "double_backward",
+        check_determinism: bool = True,
+        reuse_graph: bool = True,
+        progress: bool = False,
+    ) -> None:
+        if backend not in ("double_backward", "forward_over_reverse"):
+            raise ValueError(
+                f"backend must be 'double_backward' or 'forward_over_reverse', got {backend!r}"
+            )
+        self.backend = backend
+        self._cached_gradient: tuple[torch.Tensor, ...] | None = None
+        super().__init__(
+            model,
+            loss_fn,
+            data,
+            params,
+            dtype=dtype,
+            chunk_size=chunk_size,
+            check_determinism=check_determinism,
+            reuse_graph=reuse_graph and backend == "double_backward",
+            progress=progress,
+        )
+
+    def _chunk_product(self, inputs, targets, weight, tangents, k) -> torch.Tensor:
         product = (
             self._double_backward
             if self.backend == "double_backward"
             else self._forward_over_reverse
         )
-        total = torch.zeros_like(vectors)
-        for inputs, targets, weight in self._batches():
-            total += product(inputs, targets, weight, tangents, k)
-        return total
-
-    def matvec(self, vector: torch.Tensor) -> torch.Tensor:
-        """H v for v [D]."""
-        return self.matmat(vector.reshape(-1, 1))[:, 0]
+        return product(inputs, targets, weight, tangents, k)
 
     def _gradient_graph(self, inputs, targets, weight) -> tuple[torch.Tensor, ...]:
         """The chunk's gradient with its graph (create_graph), kept if ``reuse_graph``."""
         if self._cached_gradient is not None:
             return self._cached_gradient
-        grads = torch.autograd.grad(
-            self._batch_loss(inputs, targets, weight), self.params, create_graph=True
-        )
+        loss = self._weighted_loss(self.model(inputs), targets, weight)
+        grads = torch.autograd.grad(loss, self.params, create_graph=True)
         if self.reuse_graph:
             self._cached_gradient = grads
         return grads
@@ -267,7 +344,7 @@ class HessianOperator:
             inner = sum((g * t[j]).sum() for g, t in zip(grads, tangents, strict=True))
             keep = self.reuse_graph or j < k - 1
             columns.append(torch.autograd.grad(inner, self.params, retain_graph=keep))
-        return self._join([torch.stack(per_param) for per_param in zip(*columns, strict=True)], k)
+        return self._join(columns)
 
     def _forward_over_reverse(self, inputs, targets, weight, tangents, k) -> torch.Tensor:
         frozen = {
@@ -283,22 +360,103 @@ class HessianOperator:
         for j in range(k):
             direction = {name: t[j] for name, t in zip(self.names, tangents, strict=True)}
             columns.append(jvp(grad(loss_of), (primals,), (direction,))[1])
-        return self._join([torch.stack([c[name] for c in columns]) for name in self.names], k)
+        return self._join([[c[name] for name in self.names] for c in columns])
 
     def _batch_loss_functional(self, state, inputs, targets, weight) -> torch.Tensor:
         return self.loss_fn(functional_call(self.model, state, (inputs,)), targets) * weight
 
-    # ------------------------------------------------------------------------------ exports
-    def to_scipy(self) -> LinearOperator:
-        """The operator for scipy (numpy float64 in and out), e.g. for ``eigsh``."""
 
-        def apply(block: np.ndarray) -> np.ndarray:
-            matrix = torch.as_tensor(np.asarray(block).reshape(self.shape[0], -1))
-            return self.matmat(matrix).detach().cpu().double().numpy()
+class _OutputGraph(NamedTuple):
+    """One chunk's graphs for Gauss-Newton products (n examples, outputs z [n, *output_shape])."""
 
-        return LinearOperator(
-            self.shape, matvec=lambda v: apply(v)[:, 0], matmat=apply, dtype=np.float64
+    outputs: torch.Tensor  # z, with the model's graph
+    dual: torch.Tensor  # mu, zeros like z
+    pullback: tuple[torch.Tensor, ...]  # J^T mu per parameter, linear in mu (create_graph)
+    detached: torch.Tensor  # z cut from the model, requiring grad
+    output_gradient: torch.Tensor  # d(weight * loss)/dz at ``detached``, with its graph
+
+
+class GGNOperator(CurvatureOperator):
+    """Gauss-Newton matrix G = (1/N) sum_n J_n^T (d^2 loss / dz^2) J_n; arguments as
+    ``CurvatureOperator``.
+
+    z = model(x_n), J_n = dz/dw. The output Hessian is taken by autograd from ``loss_fn`` itself,
+    so any loss works; G is positive semi-definite when the loss is convex in the outputs
+    (cross-entropy, squared error). G v = J^T (H_z (J v)): J v by a backward pass through the
+    linear map mu -> J^T mu, H_z by a double backward through the loss alone, J^T by the model's
+    backward pass; reuse_graph keeps all three graphs, so later products skip the forward pass.
+    """
+
+    name = "Gauss-Newton"
+    _cached_graph: _OutputGraph | None = None
+
+    @property
+    def rank_bound(self) -> int:
+        """An upper bound on rank G (which is also at most D): N (C - 1) for
+        ``nn.CrossEntropyLoss``, whose Hessian in the logits, diag(p) - p p^T per example, has
+        rank C - 1; N C otherwise, with C the number of model outputs per example. Tight for
+        generic weights when D >= N C and the outputs are [N, C].
+        """
+        outputs = math.prod(self.output_shape)
+        per_example = outputs - 1 if isinstance(self.loss_fn, nn.CrossEntropyLoss) else outputs
+        return self.num_examples * per_example
+
+    def _output_graph(self, inputs, targets, weight) -> _OutputGraph:
+        """The chunk's graphs, kept if ``reuse_graph``."""
+        if self._cached_graph is not None:
+            return self._cached_graph
+        outputs = self.model(inputs)
+        dual = torch.zeros_like(outputs, requires_grad=True)
+        pullback = torch.autograd.grad(outputs, self.params, dual, create_graph=True)
+        detached = outputs.detach().requires_grad_()
+        loss = self._weighted_loss(detached, targets, weight)
+        (output_gradient,) = torch.autograd.grad(loss, detached, create_graph=True)
+        graph = _OutputGraph(outputs, dual, pullback, detached, output_gradient)
+        if self.reuse_graph:
+            self._cached_graph = graph
+        return graph
+
+    def _chunk_product(self, inputs, targets, weight, tangents, k) -> torch.Tensor:
+        """G v_j = J^T H_z J v_j for each column, all on the chunk's graphs.
+
+        Backward passes per vector measured faster on CPU than one vectorised (is_grads_batched)
+        pass over all k, and their memory does not grow with k: per vector 1.5x against 2.0x a
+        gradient for LeNet-5 on a kept graph, 1.9x against 2.1x rebuilt; 1.7x against 1.8x and
+        1.5x against 1.7x for FC5 (8 vectors, 2,000 images, one thread, best of 7).
+        """
+        graph = self._output_graph(inputs, targets, weight)
+        columns = []
+        for j in range(k):
+            (jv,) = torch.autograd.grad(
+                graph.pullback, graph.dual, [t[j] for t in tangents], retain_graph=True
+            )
+            (hjv,) = torch.autograd.grad(
+                graph.output_gradient, graph.detached, jv, retain_graph=True
+            )
+            columns.append(torch.autograd.grad(graph.outputs, self.params, hjv, retain_graph=True))
+        return self._join(columns)
+
+
+def _dense(
+    kind: type[CurvatureOperator],
+    model: nn.Module,
+    loss_fn: LossFunction,
+    data: Batch | Iterable[Batch],
+    params: Sequence[torch.Tensor] | None,
+    block_size: int,
+    options: dict[str, Any],
+) -> torch.Tensor:
+    """The full matrix [D, D] of an operator class in float64, from M e_i in blocks of columns."""
+    operator = kind(model, loss_fn, data, params, dtype=torch.float64, **options)
+    size = operator.shape[0]
+    if size > 20_000:
+        raise ValueError(
+            f"D = {size}: a dense matrix would need {size * size * 8 / 2**30:.1f} GiB; "
+            f"use {kind.__name__}"
         )
+    identity = torch.eye(size, dtype=torch.float64, device=operator.device)
+    blocks = [operator.matmat(identity[:, i : i + block_size]) for i in range(0, size, block_size)]
+    return torch.cat(blocks, dim=1)
 
 
 def dense_hessian(
@@ -310,13 +468,16 @@ def dense_hessian(
     **options,
 ) -> torch.Tensor:
     """The full Hessian [D, D] in float64, from H e_i in blocks of columns (small models only)."""
-    operator = HessianOperator(model, loss_fn, data, params, dtype=torch.float64, **options)
-    size = operator.shape[0]
-    if size > 20_000:
-        raise ValueError(
-            f"D = {size}: a dense Hessian would need {size * size * 8 / 2**30:.1f} GiB; "
-            "use HessianOperator"
-        )
-    identity = torch.eye(size, dtype=torch.float64, device=operator.device)
-    blocks = [operator.matmat(identity[:, i : i + block_size]) for i in range(0, size, block_size)]
-    return torch.cat(blocks, dim=1)
+    return _dense(HessianOperator, model, loss_fn, data, params, block_size, options)
+
+
+def dense_ggn(
+    model: nn.Module,
+    loss_fn: LossFunction,
+    data: Batch | Iterable[Batch],
+    params: Sequence[torch.Tensor] | None = None,
+    block_size: int = 256,
+    **options,
+) -> torch.Tensor:
+    """The full Gauss-Newton matrix [D, D] in float64, from G e_i (small models only)."""
+    return _dense(GGNOperator, model, loss_fn, data, params, block_size, options)
