@@ -113,6 +113,36 @@ def test_certified_interval_contains_the_exact_prediction_of_a_psd_matrix():
     assert result.num_products == result.trace[-1]["products"]
 
 
+def test_a_rank_bound_caps_the_interval():
+    matrix, eigenvalues, _ = psd_matrix(300, 285, seed=17)  # rank 15
+    operator = MatrixOperator(torch.tensor(matrix))
+    operator.rank_bound = 15
+    weights = np.random.default_rng(18).standard_normal(300)
+    exact = predict_limit(eigenvalues, weights, eps=1e-3, negative="flat").rho
+    result = certified_limit(
+        operator,
+        weights,
+        1e-3,
+        tolerance=1e-6,
+        max_products=5,
+        check_every=5,
+        grid_points=256,
+        progress=False,
+    )
+    assert result.low <= exact <= result.high <= 15 / 300 + 1 / 256
+    uncapped = certified_limit(
+        MatrixOperator(torch.tensor(matrix)),
+        weights,
+        1e-3,
+        tolerance=1e-6,
+        max_products=5,
+        check_every=5,
+        grid_points=256,
+        progress=False,
+    )
+    assert uncapped.high > result.high
+
+
 def test_a_budget_stops_the_search_and_says_so():
     matrix, _, _ = psd_matrix(200, 100, seed=13)
     result = certified_limit(
@@ -132,9 +162,7 @@ def test_an_indefinite_operator_is_refused():
     matrix, _, _ = psd_matrix(100, 0, seed=14)
     indefinite = matrix - 2 * np.median(np.linalg.eigvalsh(matrix)) * np.eye(100)
     with pytest.raises(NotPositiveSemidefiniteError, match="GGNOperator"):
-        certified_limit(
-            MatrixOperator(torch.tensor(indefinite)), np.ones(100), 0.1, progress=False
-        )
+        certified_limit(MatrixOperator(torch.tensor(indefinite)), np.ones(100), 0.1, progress=False)
 
 
 def test_a_float32_operator_is_refused():

@@ -5,16 +5,16 @@ With c(k) = 2 eps / R(k)^2 the threshold is a regularised trace,
     rho*(k) = (1/D) tr A (A + c I)^{-1},
 
 and the predicted limit is the root of k / D = rho*(k). Each Gaussian probe g gives an unbiased
-estimate (|g|^2 / D) v^T f_c(A) v of rho*(k), v = g / |g|, and Lanczos from v brackets that quadratic
-form for every k at once (``prunelimit.quadrature``). The probes' sampling error is bounded by the
-Gaussian trace-estimation tail of Cortinovis and Kressner (2022, Thm. 1),
+estimate (|g|^2 / D) v^T f_c(A) v of rho*(k), v = g / |g|, and Lanczos from v brackets that
+quadratic form for every k at once (``prunelimit.quadrature``). The probes' sampling error is
+bounded by the Gaussian trace-estimation tail of Cortinovis and Kressner (2022, Thm. 1),
 
     P(|tr_m(B) - tr B| >= e) <= 2 exp(-m e^2 / (4 |B|_F^2 + 4 e |B|_2)),
 
-with B = f_c(A): |B|_2 <= 1 and |B|_F^2 <= tr B = D rho*. It is applied on a fixed grid of k (a union
-bound), rho* decreasing in k carries it between grid points, and every probe count the search
-tries gets its own share of the failure probability (1 - confidence) / 2^(r + 1): the interval
-holds with at least the stated confidence however the search stops.
+with B = f_c(A): |B|_2 <= 1 and |B|_F^2 <= tr B = D rho*. It is applied on a fixed grid of k
+(a union bound), rho* decreasing in k carries it between grid points, and every probe count the
+search tries gets its own share of the failure probability (1 - confidence) / 2^(r + 1): the
+interval holds with at least the stated confidence however the search stops.
 """
 
 import dataclasses
@@ -113,9 +113,7 @@ def _floor(tridiagonal: Tridiagonal) -> float:
     return -FLOOR_ROUNDING * float(norm)
 
 
-def _probe_bounds(
-    recurrence: LanczosRecurrence, grid: _Grid
-) -> tuple[np.ndarray, np.ndarray]:
+def _probe_bounds(recurrence: LanczosRecurrence, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
     """Mean over probes of the Gauss-Radau (lower) and Gauss (upper) estimates of rho*, [G + 1]."""
     lows, highs = [], []
     for tridiagonal, norm_sq in zip(
@@ -166,7 +164,9 @@ def certified_limit(
     Adds Lanczos steps (checking every ``check_every``) until the interval is at most
     ``tolerance`` wide; when the quadrature has closed to half the tolerance and the probes'
     sampling error keeps it open, doubles the probes (up to ``max_probes``). Stops when
-    ``max_products`` operator products are spent and says so. ``weights`` [D] are the weights the
+    ``max_products`` operator products are spent and says so. An operator with a ``rank_bound``
+    (GGNOperator: N (C - 1)) caps rho* at rank_bound / D: no more eigenvalues are nonzero, and
+    f_c < 1 on each. ``weights`` [D] are the weights the
     operator is taken over; eps > 0 the loss tolerance. The operator must compute in float64.
     """
     if not eps > 0:
@@ -177,11 +177,17 @@ def certified_limit(
         raise ValueError(f"tolerance must be positive, got {tolerance!r}")
     if not 1 <= num_probes <= max_probes:
         raise ValueError(f"need 1 <= num_probes <= max_probes, got {num_probes}, {max_probes}")
+    if operator.dtype != torch.float64:
+        raise ValueError(
+            f"the operator computes in {operator.dtype}: certified bounds need float64 "
+            "products (build it with dtype=torch.float64)"
+        )
     distances = projection_distances(weights)
     size = len(distances) - 1
     if operator.shape[0] != size:
         raise ValueError(f"the operator has D = {operator.shape[0]}, the weights D = {size}")
     grid = _Grid.build(distances, eps, grid_points)
+    ceiling = min(getattr(operator, "rank_bound", size), size) / size
     generator = torch.Generator().manual_seed(seed)
 
     def new_runs(count: int) -> LanczosRecurrence:
@@ -201,8 +207,10 @@ def certified_limit(
         lower, upper = _probe_bounds(recurrence, grid)
         failure = (1 - confidence) / 2 ** (rounds + 1)
         margin = _sampling_margin(upper, recurrence.num_probes, size, failure)
-        low, high = grid.root_bounds(np.maximum(lower - margin, 0.0), upper + margin)
-        quadrature_low, quadrature_high = grid.root_bounds(lower, upper)
+        low, high = grid.root_bounds(
+            np.maximum(lower - margin, 0.0), np.minimum(upper + margin, ceiling)
+        )
+        quadrature_low, quadrature_high = grid.root_bounds(lower, np.minimum(upper, ceiling))
         trace.append(
             {
                 "steps": recurrence.num_steps,

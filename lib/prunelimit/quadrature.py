@@ -2,9 +2,10 @@
 
 For a unit vector v, m steps of Lanczos from v give the Jacobi matrix T_m, and
 v^T f(A) v = integral of f against the spectral measure of A seen from v. The Gauss rule
-(nodes and weights of T_m) and the Gauss-Radau rule with one node fixed at a floor a <= lambda_min(A)
-bracket that integral when the derivatives of f have constant signs on [a, lambda_max] (Golub and
-Meurant, "Matrices, Moments and Quadrature", ch. 6). For the threshold's
+(nodes and weights of T_m) and the Gauss-Radau rule with one node fixed at a floor
+a <= lambda_min(A) bracket that integral when the derivatives of f have constant signs on
+[a, lambda_max] (Golub and Meurant, "Matrices, Moments and Quadrature", ch. 6). For the
+threshold's
 
     f_c(lambda) = lambda / (lambda + c),  c > 0,
 
@@ -88,9 +89,7 @@ def gauss_radau_rule(tridiagonal: Tridiagonal, floor: float) -> QuadratureRule:
             f"the Lanczos matrix has a Ritz value at or below the floor {floor:.3g}: the operator "
             "is not positive semidefinite above that floor"
         )
-    return _rule(
-        np.append(diagonal, floor + residual**2 / pivot), np.append(offdiagonal, residual)
-    )
+    return _rule(np.append(diagonal, floor + residual**2 / pivot), np.append(offdiagonal, residual))
 
 
 def resolvent_bounds(
@@ -116,11 +115,6 @@ class LanczosRecurrence:
     """
 
     def __init__(self, operator: Operator, starts: torch.Tensor) -> None:
-        if operator.dtype != torch.float64:
-            raise ValueError(
-                f"the operator computes in {operator.dtype}: certified bounds need float64 "
-                "products (build it with dtype=torch.float64)"
-            )
         self.operator = operator
         starts = starts.to(operator.device, torch.float64)
         self.start_norms_sq = (starts**2).sum(dim=1).cpu().numpy()
@@ -151,8 +145,9 @@ class LanczosRecurrence:
         alpha = (columns * product).sum(dim=1)
         last_beta = [self.betas[i][-1] if self.betas[i] else 0.0 for i in indices]
         w = product - alpha[:, None] * columns
-        w -= torch.tensor(last_beta, dtype=torch.float64, device=w.device)[:, None] * (
-            self.previous[running]
+        w -= (
+            torch.tensor(last_beta, dtype=torch.float64, device=w.device)[:, None]
+            * (self.previous[running])
         )
         beta = w.norm(dim=1)
         for index, a, b in zip(indices, alpha.tolist(), beta.tolist(), strict=True):
