@@ -6,6 +6,7 @@ import gc
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from prunelimit.certified import (
     NotPositiveSemidefiniteError,
@@ -14,8 +15,10 @@ from prunelimit.certified import (
     _sampling_margin,
     certified_limit,
 )
+from prunelimit.curvature import dense_ggn
 from prunelimit.lanczos import MatrixOperator, rademacher_probes, slq
-from prunelimit.limit import predict_limit, projection_distances
+from prunelimit.limit import flat_weights, predict_limit, projection_distances
+from prunelimit.models import prunable_parameters
 from prunelimit.quadrature import LanczosRecurrence, resolvent_bounds
 
 
@@ -214,3 +217,42 @@ def test_peak_memory_does_not_grow_with_the_number_of_steps():
         peaks.append(max(operator.live_bytes))
     assert peaks[1] == peaks[0]
     assert peaks[0] < 12 * size * 8  # a few vectors of D float64 values, not a basis
+
+
+def tiny_networks() -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    """Three small networks (D = 100 to 256) with inputs: N (C - 1) is 75-80% of D, so G has a
+    null space (as real networks do) but its rank bound alone does not decide the limit."""
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4))
+    mlp = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 4))
+    return {
+        "linear": (nn.Linear(20, 5), torch.randn(20, 20)),
+        "mlp": (mlp, torch.randn(64, 12)),
+        "conv": (conv, torch.randn(60, 1, 6, 6)),
+    }
+
+
+@pytest.mark.parametrize("name", ["linear", "mlp", "conv"])
+def test_certified_interval_contains_the_exact_prediction_of_a_tiny_network(name):
+    """On the exact G of each network (dense_ggn, itself tested against J^T H_z J)."""
+    model, inputs = tiny_networks()[name]
+    model, inputs = model.double().eval(), inputs.double()
+    targets = torch.randint(0, model(inputs).shape[1], (len(inputs),))
+    weights = prunable_parameters(model)
+    ggn = dense_ggn(model, nn.CrossEntropyLoss(), (inputs, targets), weights)
+    eps = 1e-2
+    exact = predict_limit(
+        np.linalg.eigvalsh(ggn.numpy()), flat_weights(weights), eps, negative="flat"
+    ).rho
+    result = certified_limit(
+        MatrixOperator(ggn),
+        weights,
+        eps,
+        tolerance=0.15,
+        max_probes=128,
+        grid_points=256,
+        seed=1,
+        progress=False,
+    )
+    assert result.low <= exact <= result.high
+    assert result.converged and 0 < result.width <= 0.15
