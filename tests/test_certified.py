@@ -256,3 +256,18 @@ def test_certified_interval_contains_the_exact_prediction_of_a_tiny_network(name
     )
     assert result.low <= exact <= result.high
     assert result.converged and 0 < result.width <= 0.15
+
+
+def test_a_zero_curvature_predicts_nothing_to_keep():
+    """Lanczos breaks down at once in every run: the quadrature is exact (0) and only the
+    probes' sampling margin keeps the interval open."""
+    result = certified_limit(
+        MatrixOperator(torch.zeros(50, 50, dtype=torch.float64)),
+        np.ones(50),
+        0.1,
+        grid_points=64,
+        progress=False,
+    )
+    assert result.low == 0 and 0 < result.high < 0.05
+    assert all(entry["quadrature_high"] <= 1 / 64 + 1e-12 for entry in result.trace)
+    assert "sampling" in result.stop_reason

@@ -139,7 +139,7 @@ class LanczosRecurrence:
         if not self.active.any():
             return 0
         indices = np.flatnonzero(self.active)
-        running = torch.as_tensor(self.active, device=self.current.device)
+        running = torch.tensor(self.active, device=self.current.device)  # a copy: active changes
         columns = self.current[running]
         product = self.operator.matmat(columns.T.contiguous()).T.to(torch.float64)
         alpha = (columns * product).sum(dim=1)
