@@ -1,5 +1,7 @@
 """The pruning limit: R(k), the threshold root and bounds, eps, zero rows, quadratic truth."""
 
+import dataclasses
+import json
 import math
 
 import numpy as np
@@ -8,12 +10,14 @@ import torch
 from torch import nn
 
 from prunelimit.curvature import HessianOperator, dense_hessian
-from prunelimit.lanczos import MatrixOperator, slq
+from prunelimit.lanczos import MatrixOperator, SLQResult, lanczos, rademacher_probes, slq
 from prunelimit.limit import (
+    LanczosSpread,
     _distance_at,
     loss_tolerance,
     magnitude_order,
     predict_limit,
+    prediction_spread,
     projection_distances,
     quadratic_limit,
     support_minimum,
@@ -78,6 +82,9 @@ def test_flatter_spectra_and_smaller_weights_allow_sparser_networks() -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_slq_prediction_within_three_standard_errors_of_the_exact_one(seed: int) -> None:
+    """A positive spectrum without weight near 2 eps / R^2 and 80 steps for D = 400: Lanczos
+    has converged, and the probe standard error is the whole error. (Not so for |H| of a
+    network: see the spread tests below.)"""
     hessian, eigenvalues, weights = random_quadratic(400, 10 + seed, "powerlaw")
     exact = predict_limit(eigenvalues, weights, 1.0)
     estimate = predict_limit(
@@ -85,6 +92,73 @@ def test_slq_prediction_within_three_standard_errors_of_the_exact_one(seed: int)
     )
     assert estimate.rho_stderr > 0 and exact.rho_stderr is None
     assert abs(estimate.rho - exact.rho) <= 3 * estimate.rho_stderr
+
+
+def test_the_spread_is_the_range_of_predictions_from_shorter_runs_and_single_probes() -> None:
+    """low / high against separate runs of m steps (not truncations), for every m from half the
+    steps to all: each probe alone (its own Lanczos run) and the probes together."""
+    hessian, _, weights = random_quadratic(150, 5, "indefinite")
+    operator, eps = MatrixOperator(hessian), 0.05
+    full = slq(operator, 24, 3, seed=1, progress=False)
+    spread = prediction_spread(full, weights, eps)
+    assert (spread.num_steps, spread.from_steps, spread.num_probes) == (24, 12, 3)
+    assert spread.rho == predict_limit(full, weights, eps).rho
+    together, alone = [], []
+    for m in range(12, 25):
+        together.append(predict_limit(slq(operator, m, 3, seed=1, progress=False), weights, eps))
+        for probe in rademacher_probes(150, 3, seed=1):
+            run = lanczos(operator, m, start=probe, progress=False)
+            single = SLQResult.from_tridiagonals([run.tridiagonal], 150, 1)
+            alone.append(predict_limit(single, weights, eps).rho)
+    rhos = [p.rho for p in together] + alone
+    assert spread.low == pytest.approx(min(rhos), abs=1e-9)
+    assert spread.high == pytest.approx(max(rhos), abs=1e-9)
+    np.testing.assert_allclose(spread.mean, [p.rho for p in together], atol=1e-9)
+    np.testing.assert_allclose(np.ravel(spread.per_probe, order="F"), alone, atol=1e-9)
+    assert max(alone) - min(alone) > 0.01, "the probes disagree here: the test sees them"
+
+
+def test_the_spread_holds_the_exact_prediction_when_the_last_truncation_is_exact() -> None:
+    """On a diagonal matrix every sign probe has weight 1/D on each eigenvalue, so D steps give
+    the exact spectrum: the spread from D/2 to D steps must hold the exact prediction. Earlier,
+    the probes agree exactly (their standard error is 0) while the prediction is still off by
+    points, and a spread over early truncations can miss the exact value: it is not a bound."""
+    rng = np.random.default_rng(3)
+    eigenvalues = rng.standard_normal(120) * rng.exponential(1.0, 120) ** 3  # many near 0
+    weights, eps = rng.standard_normal(120), 0.01
+    result = slq(MatrixOperator(np.diag(eigenvalues)), 120, 3, seed=0, progress=False)
+    exact = predict_limit(eigenvalues, weights, eps).rho
+    spread = prediction_spread(result, weights, eps)
+    assert spread.from_steps == 60 and spread.rho == pytest.approx(exact, abs=1e-10)
+    assert spread.low - 1e-10 <= exact <= spread.high + 1e-10
+    early = predict_limit(result.truncated(30), weights, eps)
+    assert early.rho_stderr == pytest.approx(0, abs=1e-12) and early.rho - exact > 0.01
+    assert not prediction_spread(result.truncated(30), weights, eps).contains(exact)
+
+
+def test_the_spread_reads_as_prediction_range_steps_and_probes() -> None:
+    spread = LanczosSpread(0.4012, 0.3104, 0.4431, 80, 3, 40, "abs", [], [], [])
+    assert str(spread) == "0.40 (0.31-0.44 over 40-80 Lanczos steps x 3 probes)"
+    assert spread.describe(compact=True) == "0.40 (0.31-0.44, 40-80 steps x 3 probes)"
+    small = dataclasses.replace(spread, rho=0.0036, low=0.0025, high=0.041, num_probes=1)
+    assert str(small) == "0.0036 (0.0025-0.0410 over 40-80 Lanczos steps x 1 probe)"
+    narrow = dataclasses.replace(spread, rho=0.44823, low=0.44711, high=0.44934, from_steps=80)
+    assert narrow.describe(compact=True) == "0.448 (0.447-0.449, 80 steps x 3 probes)"
+    assert LanczosSpread.from_dict(json.loads(json.dumps(spread.to_dict()))) == spread
+
+
+def test_the_spread_needs_the_tridiagonals_and_survives_storage() -> None:
+    hessian, _, weights = random_quadratic(60, 2, "indefinite")
+    result = slq(MatrixOperator(hessian), 12, 2, seed=0, progress=False)
+    stored = SLQResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert prediction_spread(stored, weights, 0.1) == prediction_spread(result, weights, 0.1)
+    bare = SLQResult(result.nodes, result.weights, 60, 0)
+    with pytest.raises(ValueError, match="tridiagonal"):
+        prediction_spread(bare, weights, 0.1)
+    with pytest.raises(ValueError, match=r"from_steps must be in 1\.\.12"):
+        prediction_spread(result, weights, 0.1, from_steps=13)
+    with pytest.raises(TypeError, match="SLQ result"):
+        prediction_spread(np.ones(60), weights, 0.1)
 
 
 @pytest.mark.parametrize("spectrum", ["exp2", "null", "indefinite"])

@@ -14,7 +14,7 @@ import torch
 
 from prunelimit import experiment_figures
 from prunelimit.data import NUM_CLASSES, MissingDataError
-from prunelimit.experiment_figures import agreement, late_steps_range
+from prunelimit.experiment_figures import agreement, prediction_spread
 from prunelimit.experiments.lomp import (
     PLAIN_STAGES,
     STAGES,
@@ -142,24 +142,34 @@ def test_the_stored_prediction_is_recomputable_from_the_stored_spectrum(smoke_ru
     assert allowed[0] == pytest.approx(prediction["R"], rel=1e-6)
 
 
-def test_the_prediction_by_steps_ends_at_the_prediction_and_its_late_range_is_taken(
-    smoke_run,
-) -> None:
+def test_the_stored_spread_is_the_stored_predictions_over_steps_and_probes(smoke_run) -> None:
+    """The prediction at every truncation, per probe and for the mean, is stored; the spread is
+    their range from half the steps to all, around the stored prediction of either rule."""
     limit = smoke_run[0]["limit"]
-    assert limit["by_steps"]["steps"][-1] == len(SLQResult.from_dict(limit["spectrum"]).nodes[0])
-    assert limit["by_steps"]["rho"][-1] == limit["prediction"]["rho"]
-    low, high = late_steps_range(limit)
-    assert low <= limit["prediction"]["rho"] <= high
-    synthetic = {"by_steps": {"steps": [10, 20, 30, 40], "rho": [0.1, 0.5, 0.3, 0.4]}}
-    assert late_steps_range(synthetic) == (0.3, 0.5)
+    spectrum = SLQResult.from_dict(limit["spectrum"])
+    num_steps = len(spectrum.tridiagonals[0].diagonal)
+    by_steps, spread = limit["by_steps"], prediction_spread(limit)
+    assert by_steps["steps"] == list(range(1, num_steps + 1))
+    assert np.shape(by_steps["per_probe"]) == (spectrum.num_probes, num_steps)
+    assert by_steps["rho"][-1] == limit["prediction"]["rho"] == spread.rho
+    assert prediction_spread(limit, "flat").rho == limit["prediction_flat"]["rho"]
+    assert (spread.num_steps, spread.from_steps) == (num_steps, num_steps // 2)
+    late = [m >= spread.from_steps for m in by_steps["steps"]]
+    values = np.concatenate([np.compress(late, by_steps["rho"]),
+                             np.compress(late, by_steps["per_probe"], axis=1).ravel()])  # fmt: skip
+    assert (spread.low, spread.high) == (values.min(), values.max())
+    text = experiment_figures.prediction_text(limit)
+    assert str(spread) in text and str(prediction_spread(limit, "flat")) in text
 
 
-def stored_result(rho, bounds, by_steps, one_shot, retrained) -> dict:
+def stored_result(rho, bounds, spread, one_shot, retrained) -> dict:
     """The fields of a stored LOMP result that the agreement counts read."""
-    steps, rhos = by_steps
     prediction = {"rho": rho, "lower": bounds[0], "upper": bounds[1]}
+    stored_spread = {"rho": rho, "low": spread[0], "high": spread[1], "num_steps": 80}
+    stored_spread |= {"num_probes": 3, "from_steps": 40, "negative": "abs", "steps": []}
+    stored_spread |= {"mean": [], "per_probe": []}
     return {
-        "limit": {"prediction": prediction, "by_steps": {"steps": steps, "rho": rhos}},
+        "limit": {"prediction": prediction, "spread": stored_spread},
         "one_shot": {"limit": one_shot},
         "retrained": {"limit": retrained},
     }
@@ -167,22 +177,25 @@ def stored_result(rho, bounds, by_steps, one_shot, retrained) -> dict:
 
 def test_agreement_counts_tasks_by_hand() -> None:
     results = {
-        # inside bounds and late range; neither conservative nor below retrained
-        "a": stored_result(0.5, (0.45, 0.55), ([10, 20], [0.2, 0.5]), 0.5, 0.25),
-        # late range (m >= 20) is 0.25-0.35: one-shot 0.6 outside both; below retrained 0.4
-        "b": stored_result(0.3, (0.29, 0.31), ([10, 20, 30, 40], [0.9, 0.35, 0.25, 0.3]), 0.6, 0.4),
-        # late range 0.1-0.8 holds one-shot 0.4; conservative
-        "c": stored_result(0.8, (0.79, 0.81), ([10, 20], [0.1, 0.8]), 0.4, 0.2),
+        # one-shot inside the bounds and the spread; retrained 0.25 outside the spread
+        "a": stored_result(0.5, (0.45, 0.55), (0.3, 0.6), 0.5, 0.25),
+        # one-shot 0.6 outside both; the whole spread is below the retrained limit 0.4
+        "b": stored_result(0.3, (0.29, 0.31), (0.25, 0.35), 0.6, 0.4),
+        # the spread 0.1-0.8 holds both limits: it says neither conservative nor optimistic
+        "c": stored_result(0.8, (0.79, 0.81), (0.1, 0.8), 0.4, 0.2),
+        # the whole spread is above the one-shot limit: conservative at every step and probe
+        "d": stored_result(0.5, (0.49, 0.51), (0.45, 0.55), 0.4, 0.1),
     }
     counts = agreement(results)
-    assert counts.pop("predicted / actual one-shot") == pytest.approx([1.0, 0.5, 2.0])
-    assert counts.pop("predicted / actual retrained") == pytest.approx([2.0, 0.75, 4.0])
+    assert counts.pop("predicted / actual one-shot") == pytest.approx([1.0, 0.5, 2.0, 1.25])
+    assert counts.pop("predicted / actual retrained") == pytest.approx([2.0, 0.75, 4.0, 5.0])
     assert counts == {
-        "tasks": 3,
-        "one-shot limit inside the predicted bounds": 1,
-        "one-shot limit inside the range over later m": 2,
-        "prediction above the one-shot limit (conservative)": 1,
-        "prediction below the retrained limit (too optimistic)": 1,
+        "tasks": 4,
+        "one-shot limit inside the kinematic bounds": 1,
+        "one-shot limit inside the spread": 2,
+        "retrained limit inside the spread": 1,
+        "whole spread above the one-shot limit (conservative)": 1,
+        "whole spread below the retrained limit (too optimistic)": 1,
     }
 
 
@@ -310,6 +323,17 @@ def test_part_three_figures_are_readable_and_show_the_limits_definition(smoke_ru
     assert list(plotted.get_xdata()) == one_shot["ratios"], "the fixed-view (training) loss"
     zoom = figures[3].axes[2]
     assert zoom.get_xlim()[0] < result["limit"]["prediction"]["lower"] < zoom.get_xlim()[1]
+    spread = prediction_spread(result["limit"])
+    labels = [text.get_text() for text in figures[3].legends[0].get_texts()]
+    assert f"predicted {spread.describe(compact=True)}" in labels
+    steps_axes = figures[2].axes[0]
+    assert not steps_axes.containers, "no standard-error bars: probes and truncations are drawn"
+    curves = [line for line in steps_axes.get_lines() if len(line.get_xdata()) > 1]
+    assert len(curves) == spread.num_probes + 1, "each probe and their mean"
+    assert spread.describe(compact=True) in steps_axes.get_title()
+    (bars,) = figures[5].axes[0].containers[:1]  # the first task's prediction and its spread
+    segment = bars.lines[2][0].get_segments()[0]
+    assert [x for x, _ in segment] == pytest.approx([spread.low, spread.high])
     plt.close("all")
 
 

@@ -1,4 +1,9 @@
-"""Figures and tables of Part III, drawn from the stored stage results of ``experiments.lomp``."""
+"""Figures and tables of Part III, drawn from the stored stage results of ``experiments.lomp``.
+
+The predicted limit under the |lambda| rule is shown with its spread over Lanczos truncations
+and probes and the number of steps it was computed with (``limit.LanczosSpread``): the SLQ
+estimate does not converge in the steps run, so the standard error over probes is not its error.
+"""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -7,11 +12,27 @@ from matplotlib.figure import Figure
 
 from prunelimit.experiments.lomp import ExperimentConfig, describe_run
 from prunelimit.lanczos import SLQResult
-from prunelimit.limit import critical_distances
+from prunelimit.limit import LanczosSpread, critical_distances
 from prunelimit.plotting import book_figure
 from prunelimit.tables import Table, records_table
 
 PREDICTED, ONE_SHOT, RETRAINED = "crimson", "tab:blue", "tab:green"
+
+
+def prediction_spread(limit: dict, negative: str = "abs") -> LanczosSpread:
+    """The stored prediction of a limit stage with its spread over Lanczos truncations and
+    probes (``negative``: "abs", the authors' |lambda| rule, or "flat")."""
+    return LanczosSpread.from_dict(limit["spread" if negative == "abs" else "spread_flat"])
+
+
+def prediction_text(limit: dict) -> str:
+    """Markdown: the predicted limit under both readings of negative curvature, each with its
+    spread over Lanczos truncations and probes and the steps and probes it was computed with."""
+    return (
+        f"Predicted limit with its spread: {prediction_spread(limit)} under the authors' "
+        f"$|\\lambda|$ rule; {prediction_spread(limit, 'flat')} with negative curvature counted "
+        "as flat."
+    )
 
 
 def training_table(result: dict, plain: dict) -> Table:
@@ -81,18 +102,21 @@ def spectrum_plot(limit: dict, eps: float, distance: float) -> Figure:
     return figure
 
 
-def _limit_lines(ax: Axes, prediction: dict, one_shot: float, retrained: float | None) -> None:
-    """Predicted limit with its bounds (band between dashed edges; ``_bounds_zoom`` shows it
-    when it is narrower than a line), and the actual limits."""
+def _limit_lines(ax: Axes, limit: dict, one_shot: float, retrained: float | None) -> None:
+    """Predicted limit with its spread over Lanczos steps and probes (light band) and its
+    kinematic bounds (band between dashed edges; ``_bounds_zoom`` shows it when it is narrower
+    than a line), and the actual limits."""
+    prediction, spread = limit["prediction"], prediction_spread(limit)
+    ax.axvspan(spread.low, spread.high, color=PREDICTED, alpha=0.1, label="spread over m, probes")
     low, high = prediction["lower"], prediction["upper"]
-    ax.axvspan(low, high, color=PREDICTED, alpha=0.25)
+    ax.axvspan(low, high, color=PREDICTED, alpha=0.3)
     for bound in (low, high):
         ax.axvline(bound, color=PREDICTED, lw=0.8, ls=(0, (2, 2)))
     ax.axvline(
         prediction["rho"],
         color=PREDICTED,
         lw=2,
-        label=f"predicted {prediction['rho']:.3f} (bounds {low:.3f}-{high:.3f})",
+        label=f"predicted {spread.describe(compact=True)}",
     )
     ax.axvline(one_shot, color=ONE_SHOT, ls="--", lw=2, label=f"one-shot limit {one_shot:.3f}")
     if retrained is not None:
@@ -111,7 +135,7 @@ def _bounds_zoom(ax: Axes, prediction: dict) -> None:
     ax.set_xlim(low - width, high + width)
     ax.set_xticks([low, high], [f"{low:.4f}", f"{high:.4f}"], rotation=90)
     ax.set_yticks([])
-    ax.set(title="bounds, zoomed", xlabel="ratio")
+    ax.set(title="kinematic\nbounds, zoomed", xlabel="ratio")
 
 
 @book_figure
@@ -119,7 +143,8 @@ def pruning_plot(result: dict, plain_one_shot: dict | None = None) -> Figure:
     """The paper's Figure 3 on the quantity the limit is defined on: the training loss of the
     one-shot pruned network on the fixed view (every evaluated ratio, grid and bisection) with
     the dense loss + eps drawn, and test accuracy on the grid, against the ratio kept; with the
-    predicted limit (band: lower to upper bound) and the actual limits."""
+    predicted limit (light band: its spread over Lanczos steps and probes; dark band: its
+    kinematic bounds) and the actual limits."""
     one_shot, prediction = result["one_shot"], result["limit"]["prediction"]
     retrained = result.get("retrained", {}).get("limit")
     figure, (loss_ax, accuracy_ax, zoom_ax) = plt.subplots(
@@ -143,14 +168,14 @@ def pruning_plot(result: dict, plain_one_shot: dict | None = None) -> Figure:
         label=r"dense loss + $\epsilon$",
     )
     for ax in (loss_ax, accuracy_ax):
-        _limit_lines(ax, prediction, one_shot["limit"], retrained)
+        _limit_lines(ax, result["limit"], one_shot["limit"], retrained)
         ax.set(xscale="log", xlabel="pruning ratio (fraction kept)")
     _bounds_zoom(zoom_ax, prediction)
     loss_ax.set(ylabel="training loss (fixed view)", yscale="log")
     accuracy_ax.set(ylabel="test accuracy", ylim=(0, 1))
     handles, labels = loss_ax.get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
-    figure.tight_layout(rect=(0, 0.16, 1, 1))
+    figure.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    figure.tight_layout(rect=(0, 0.22, 1, 1))
     return figure
 
 
@@ -181,12 +206,31 @@ def distance_plot(result: dict) -> Figure:
 
 @book_figure
 def steps_plot(limit: dict) -> Figure:
-    """The predicted limit (+- 1 s.e. over probes) from the first m Lanczos steps, against m."""
-    by_steps = limit["by_steps"]
-    rho, stderr = np.array(by_steps["rho"]), np.array(by_steps["stderr"])
-    figure, ax = plt.subplots(figsize=(6, 3.2))
-    ax.errorbar(by_steps["steps"], rho, yerr=stderr, fmt="o-", ms=3, color=PREDICTED, capsize=2)
-    ax.set(xlabel="Lanczos steps m", ylabel=r"predicted $\rho$ from m steps")
+    """The predicted limit from the first m Lanczos steps against m: from each probe alone
+    (thin) and from the mean over probes (thick), with the spread (the box: the truncations it
+    is taken over, and its lowest to highest prediction)."""
+    by_steps, spread = limit["by_steps"], prediction_spread(limit)
+    figure, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.fill_between(
+        [spread.from_steps, spread.num_steps],
+        spread.low,
+        spread.high,
+        color=PREDICTED,
+        alpha=0.12,
+        label="spread",
+    )
+    for i, curve in enumerate(by_steps["per_probe"]):
+        ax.plot(
+            by_steps["steps"], curve, color="0.45", lw=0.9, label="each probe" if i == 0 else None
+        )
+    ax.plot(by_steps["steps"], by_steps["rho"], color=PREDICTED, lw=2, label="mean over probes")
+    ax.set(
+        xlabel="Lanczos steps m",
+        ylabel=r"predicted $\rho$ from m steps",
+        title=f"|H| rule: {spread.describe(compact=True)}",
+    )
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3, frameon=False)
+    figure.tight_layout()
     return figure
 
 
@@ -204,37 +248,31 @@ def accuracy_limit(one_shot: dict, dense_accuracy: float, drop: float = 0.01) ->
     return min(within)
 
 
-def late_steps_range(limit: dict) -> tuple[float, float]:
-    """(min, max) of the predicted rho over the Lanczos truncations m >= half the steps run: how
-    far the prediction still moves with m, which the s.e. over probes does not measure."""
-    steps, rho = np.array(limit["by_steps"]["steps"]), np.array(limit["by_steps"]["rho"])
-    late = rho[steps >= steps.max() / 2]
-    return float(late.min()), float(late.max())
+def _difference(spread: LanczosSpread, actual: float) -> str:
+    """Predicted minus actual, with the same over the spread: "+0.03 (-0.06 to +0.07)"."""
+    return f"{spread.rho - actual:+.2f} ({spread.low - actual:+.2f} to {spread.high - actual:+.2f})"
 
 
 def summary_rows(results: dict[str, dict], configs: dict[str, ExperimentConfig]) -> list[dict]:
-    """One row per task: what it ran on, D, predicted rho +- se, its range over the later Lanczos
-    truncations, bounds, actual limits, and their difference (plus the one-shot limit by test
-    accuracy, within 1 point of the dense network's)."""
+    """One row per task: what it ran on, D, the predicted rho with its spread over Lanczos
+    truncations and probes (and the steps it was computed with), its kinematic bounds, the
+    actual limits, and predicted minus one-shot (over the spread too); plus the one-shot limit
+    by test accuracy, within 1 point of the dense network's."""
     rows = []
     for task, result in results.items():
-        prediction = result["limit"]["prediction"]
+        prediction, spread = result["limit"]["prediction"], prediction_spread(result["limit"])
         one_shot, retrained = result["one_shot"]["limit"], result["retrained"]["limit"]
         dense = result["dense"]["test_accuracy"]
-        low, high = late_steps_range(result["limit"])
         rows.append(
             {
                 "task (paper)": task,
                 "ran on": describe_run(configs[task]).label,
                 "D": f"{result['dense']['dimension']:,}",
-                "predicted rho ± s.e.": (
-                    f"{prediction['rho']:.4f} ± {prediction['rho_stderr'] or 0:.4f}"
-                ),
-                "rho, later m": f"{low:.3f}-{high:.3f}",
-                "bounds": f"{prediction['lower']:.4f}-{prediction['upper']:.4f}",
+                "predicted rho (spread over steps x probes)": spread.describe(compact=True),
+                "kinematic bounds": f"{prediction['lower']:.4f}-{prediction['upper']:.4f}",
                 "actual one-shot": f"{one_shot:.4f}",
                 "actual retrained": f"{retrained:.4f}",
-                "predicted - one-shot": f"{prediction['rho'] - one_shot:+.4f}",
+                "predicted - one-shot (over the spread)": _difference(spread, one_shot),
                 "one-shot by test acc.": f"{accuracy_limit(result['one_shot'], dense):.3f}",
             }
         )
@@ -253,25 +291,30 @@ def _count_inside(values: np.ndarray, ranges: list[tuple[float, float]]) -> int:
 
 def agreement(results: dict[str, dict]) -> dict:
     """How the predictions compare with the actual limits over all tasks: per-task ratios
-    predicted / actual (one-shot and retrained, in task order) and counts of the tasks whose
-    one-shot limit lies inside the bounds or inside ``late_steps_range``, whose prediction is
-    above the one-shot limit (conservative) or below the retrained one (too optimistic)."""
-    predicted = np.array([r["limit"]["prediction"]["rho"] for r in results.values()])
+    predicted / actual (one-shot and retrained, in task order); counts of the tasks whose
+    one-shot limit lies inside the kinematic bounds, whose one-shot or retrained limit lies
+    inside the prediction's spread over Lanczos truncations and probes, and whose whole spread
+    lies above the one-shot limit (conservative at every truncation and probe) or below the
+    retrained one (too optimistic at every one)."""
+    spreads = [prediction_spread(r["limit"]) for r in results.values()]
+    predicted = np.array([s.rho for s in spreads])
     one_shot = np.array([r["one_shot"]["limit"] for r in results.values()])
     retrained = np.array([r["retrained"]["limit"] for r in results.values()])
     bounds = [
         (r["limit"]["prediction"]["lower"], r["limit"]["prediction"]["upper"])
         for r in results.values()
     ]
-    late = [late_steps_range(r["limit"]) for r in results.values()]
+    ranges = [(s.low, s.high) for s in spreads]
+    low, high = np.array(ranges).T
     return {
         "tasks": len(results),
         "predicted / actual one-shot": (predicted / one_shot).tolist(),
         "predicted / actual retrained": (predicted / retrained).tolist(),
-        "one-shot limit inside the predicted bounds": _count_inside(one_shot, bounds),
-        "one-shot limit inside the range over later m": _count_inside(one_shot, late),
-        "prediction above the one-shot limit (conservative)": int(np.sum(predicted > one_shot)),
-        "prediction below the retrained limit (too optimistic)": int(np.sum(predicted < retrained)),
+        "one-shot limit inside the kinematic bounds": _count_inside(one_shot, bounds),
+        "one-shot limit inside the spread": _count_inside(one_shot, ranges),
+        "retrained limit inside the spread": _count_inside(retrained, ranges),
+        "whole spread above the one-shot limit (conservative)": int(np.sum(low > one_shot)),
+        "whole spread below the retrained limit (too optimistic)": int(np.sum(high < retrained)),
     }
 
 
@@ -315,28 +358,24 @@ def comparison_table(
 
 @book_figure
 def summary_plot(results: dict[str, dict], configs: dict[str, ExperimentConfig]) -> Figure:
-    """Predicted limit (with its bounds, and its range over the later Lanczos truncations)
-    against the actual one-shot and retrained limits, one row per task."""
+    """Predicted limit with its spread over Lanczos truncations and probes (the prediction's
+    uncertainty) against the actual one-shot and retrained limits, one row per task."""
     figure, ax = plt.subplots(figsize=(9, 0.75 * len(results) + 1.8))
     for i, result in enumerate(results.values()):
-        prediction = result["limit"]["prediction"]
-        low, high = late_steps_range(result["limit"])
-        ax.plot([low, high], [i - 0.2] * 2, color=PREDICTED, alpha=0.35, lw=6)
+        spread = prediction_spread(result["limit"])
         ax.errorbar(
-            prediction["rho"],
+            spread.rho,
             i - 0.2,
-            xerr=[
-                [prediction["rho"] - prediction["lower"]],
-                [prediction["upper"] - prediction["rho"]],
-            ],
+            xerr=[[spread.rho - spread.low], [spread.high - spread.rho]],
             fmt="o",
             color=PREDICTED,
             capsize=4,
         )
         ax.plot(result["one_shot"]["limit"], i, "s", color=ONE_SHOT)
         ax.plot(result["retrained"]["limit"], i + 0.2, "^", color=RETRAINED)
-    ax.plot([], [], "o", color=PREDICTED, label="predicted (bars: bounds)")
-    ax.plot([], [], color=PREDICTED, alpha=0.35, lw=6, label="predicted over later m")
+    ax.errorbar(
+        [], [], xerr=[], fmt="o", color=PREDICTED, capsize=4, label="predicted (bars: spread)"
+    )
     ax.plot([], [], "s", color=ONE_SHOT, label="actual one-shot")
     ax.plot([], [], "^", color=RETRAINED, label="actual retrained")
     labels = [f"{task}\n{describe_run(configs[task]).label}" for task in results]
@@ -344,7 +383,8 @@ def summary_plot(results: dict[str, dict], configs: dict[str, ExperimentConfig])
     ax.invert_yaxis()
     ax.set(xscale="log", xlabel="pruning ratio (fraction kept)")
     ax.grid(axis="x", alpha=0.3)
-    handles, names = ax.get_legend_handles_labels()
-    figure.legend(handles, names, loc="lower center", ncol=4, frameon=False)
+    handles, names = ax.get_legend_handles_labels()  # the prediction (a container) comes last
+    handles, names = handles[-1:] + handles[:-1], names[-1:] + names[:-1]
+    figure.legend(handles, names, loc="lower center", ncol=3, frameon=False)
     figure.tight_layout(rect=(0, 0.06, 1, 1))
     return figure

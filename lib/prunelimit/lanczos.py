@@ -76,6 +76,21 @@ class Tridiagonal:
             return self.diagonal.copy(), np.ones((1, 1))
         return eigh_tridiagonal(self.diagonal, self.offdiagonal)
 
+    def to_dict(self) -> dict:
+        return {
+            "diagonal": self.diagonal.tolist(),
+            "offdiagonal": self.offdiagonal.tolist(),
+            "residual_norm": self.residual_norm,
+        }
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> "Tridiagonal":
+        return cls(
+            np.asarray(stored["diagonal"], dtype=np.float64),
+            np.asarray(stored["offdiagonal"], dtype=np.float64),
+            float(stored["residual_norm"]),
+        )
+
 
 def _project_out(basis: torch.Tensor, w: torch.Tensor, block: int = 16) -> torch.Tensor:
     """w minus its projection on the stored basis [p, j, D], in float64: a float32 basis is
@@ -238,7 +253,7 @@ class SLQResult:
     weights: list[np.ndarray]
     dimension: int
     seed: int
-    tridiagonals: list[Tridiagonal] | None = None  # kept in memory, not serialised
+    tridiagonals: list[Tridiagonal] | None = None  # what truncation needs (serialised if known)
 
     @classmethod
     def from_tridiagonals(
@@ -284,20 +299,27 @@ class SLQResult:
         return np.mean(per_probe, axis=0)
 
     def to_dict(self) -> dict:
-        return {
+        """The JSON form: nodes, weights, D, seed, and the tridiagonals when known (so that a
+        stored result can still be truncated)."""
+        stored = {
             "nodes": [n.tolist() for n in self.nodes],
             "weights": [w.tolist() for w in self.weights],
             "dimension": self.dimension,
             "seed": self.seed,
         }
+        if self.tridiagonals is not None:
+            stored["tridiagonals"] = [t.to_dict() for t in self.tridiagonals]
+        return stored
 
     @classmethod
     def from_dict(cls, stored: dict) -> "SLQResult":
+        tridiagonals = stored.get("tridiagonals")
         return cls(
             [np.asarray(n) for n in stored["nodes"]],
             [np.asarray(w) for w in stored["weights"]],
             stored["dimension"],
             stored["seed"],
+            None if tridiagonals is None else [Tridiagonal.from_dict(t) for t in tridiagonals],
         )
 
 

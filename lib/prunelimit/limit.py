@@ -163,6 +163,14 @@ def _root(equation: Callable[[float], float], size: int, tolerance: float = 1e-1
     return (low + high) / 2
 
 
+def _threshold_root(
+    distances: np.ndarray, measure: _SpectralMeasure, eps: float, rules=None
+) -> float:
+    """The k solving k / D = rho*(R(k)) under ``measure`` (its ``rules``, default all)."""
+    size = len(distances) - 1
+    return _root(lambda k: k / size - measure.ratio(_distance_at(distances, k), eps, rules), size)
+
+
 @dataclasses.dataclass(frozen=True)
 class LimitPrediction:
     """The predicted pruning limit (ratios are fractions KEPT) with its bounds.
@@ -170,7 +178,10 @@ class LimitPrediction:
     rho: root of k/D = rho*(R(k)); k = rho D; R: R(k) there. lower / upper: roots with the
     kinematic window (rho* - 1/D - a_eta/sqrt(D) and rho* + a_eta/sqrt(D)); sharpness_bound: root
     with rho* replaced by its Jensen bound R^2 tr(H) / (R^2 tr(H) + 2 D eps). rho_stderr:
-    jackknife over SLQ probes (None for exact eigenvalues or a single probe).
+    jackknife over SLQ probes (None for exact eigenvalues or a single probe). It is the probe
+    sampling error alone, at the number of Lanczos steps run: it does not include the error of
+    stopping Lanczos there, which for the |lambda| rule is larger and does not shrink in any
+    affordable number of steps. It is not the error of ``rho``: report ``prediction_spread``.
     """
 
     rho: float
@@ -211,9 +222,7 @@ def predict_limit(
     window = kinematic_a_eta(eta) / math.sqrt(size)
 
     def solve(rules=None) -> float:
-        return _root(
-            lambda k: k / size - measure.ratio(_distance_at(distances, k), eps, rules), size
-        )
+        return _threshold_root(distances, measure, eps, rules)
 
     def bound(shift: float) -> float:
         return _root(
@@ -249,6 +258,153 @@ def predict_limit(
         negative=negative,
         eta=eta,
         zero_row_share=zero_row_share,
+    )
+
+
+# ----------------------------------------------------------------------------- Lanczos spread
+def _check_truncatable(spectrum: SLQResult) -> int:
+    """The number of Lanczos steps of ``spectrum`` (its longest run); it must be truncatable."""
+    if not isinstance(spectrum, SLQResult):
+        raise TypeError("the spread over Lanczos steps needs an SLQ result, not eigenvalues")
+    if spectrum.tridiagonals is None:
+        raise ValueError(
+            "the spread over Lanczos steps needs the tridiagonal matrices: use the result of "
+            "slq(), or one stored with them"
+        )
+    return max(len(t.diagonal) for t in spectrum.tridiagonals)
+
+
+def predictions_by_steps(
+    spectrum: SLQResult,
+    weights: Weights,
+    eps: float,
+    steps: Sequence[int],
+    negative: NegativeCurvature = "abs",
+    zero_row_share: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The predicted rho from the first m Lanczos steps, for each m in ``steps``: (the prediction
+    from the mean over probes [len(steps)], each probe's own prediction [num_probes, len(steps)]).
+
+    A truncation is the leading block of each probe's tridiagonal matrix, exactly what a run of
+    m steps from the same probe would give. The mean's entry at the full number of steps is
+    ``predict_limit(spectrum, ...).rho``.
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be positive (a loss increase), got {eps!r}")
+    num_steps = _check_truncatable(spectrum)
+    distances = projection_distances(weights)
+    size = len(distances) - 1
+    means, per_probe = [], []
+    for m in steps:
+        if not 1 <= m <= num_steps:
+            raise ValueError(f"a truncation must be in 1..{num_steps} steps, got {m}")
+        truncated = spectrum if m == num_steps else spectrum.truncated(m)
+        measure = _measure(truncated, size, negative, zero_row_share)
+        means.append(_threshold_root(distances, measure, eps) / size)
+        per_probe.append(
+            [_threshold_root(distances, measure, eps, [rule]) / size for rule in measure.rules]
+        )
+    return np.array(means), np.array(per_probe).T
+
+
+def _decimals(rho: float, low: float, high: float) -> int:
+    """Decimal places for a prediction and its spread: at least 2, enough to show the smallest
+    positive value to two significant digits, and the width high - low to one (up to 4)."""
+    places = 2
+    positive = [abs(v) for v in (rho, low, high) if v != 0]
+    if positive:
+        places = max(places, 1 - math.floor(math.log10(min(positive))))
+    if high > low:
+        places = max(places, min(4, -math.floor(math.log10(high - low))))
+    return places
+
+
+@dataclasses.dataclass(frozen=True)
+class LanczosSpread:
+    """How far the predicted limit from SLQ moves over Lanczos truncations and probes.
+
+    rho: the prediction from every step and probe (``predict_limit(...).rho``). low / high: the
+    smallest and largest of the predictions of each single probe, and of the mean over probes,
+    from the first m steps, for every m from ``from_steps`` to ``num_steps``. For the |lambda|
+    rule the SLQ estimate does not converge in an affordable number of steps and nothing bounds
+    its error: this spread is the uncertainty to report with it, not the probe standard error.
+    It is an empirical range, not a confidence interval: nothing guarantees that the prediction
+    from the exact spectrum lies inside it. steps: the truncations m; mean: the mean's prediction
+    at each [len(steps)]; per_probe: each probe's [num_probes][len(steps)].
+    """
+
+    rho: float
+    low: float
+    high: float
+    num_steps: int
+    num_probes: int
+    from_steps: int
+    negative: str
+    steps: list[int]
+    mean: list[float]
+    per_probe: list[list[float]]
+
+    def describe(self, compact: bool = False) -> str:
+        """The prediction with its spread, e.g. "0.40 (0.31-0.44 over 40-80 Lanczos steps x 3
+        probes)", or with ``compact`` "0.40 (0.31-0.44, 40-80 steps x 3 probes)"."""
+        places = _decimals(self.rho, self.low, self.high)
+        probes = f"{self.num_probes} probe{'s' if self.num_probes != 1 else ''}"
+        window = (
+            f"{self.from_steps}-{self.num_steps}"
+            if self.from_steps < self.num_steps
+            else f"{self.num_steps}"
+        )
+        where = f", {window} steps" if compact else f" over {window} Lanczos steps"
+        return (
+            f"{self.rho:.{places}f} ({self.low:.{places}f}-{self.high:.{places}f}{where} x "
+            f"{probes})"
+        )
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> "LanczosSpread":
+        return cls(**{field.name: stored[field.name] for field in dataclasses.fields(cls)})
+
+
+def prediction_spread(
+    spectrum: SLQResult,
+    weights: Weights,
+    eps: float,
+    negative: NegativeCurvature = "abs",
+    zero_row_share: float = 0.0,
+    from_steps: int | None = None,
+) -> LanczosSpread:
+    """The prediction with its spread over the truncations m = ``from_steps`` (default: half
+    the steps run) .. all steps, and over the probes (see ``LanczosSpread``).
+
+    Needs the tridiagonal matrices (a result of ``slq``, or one stored with them).
+    """
+    num_steps = _check_truncatable(spectrum)
+    start = max(1, num_steps // 2) if from_steps is None else from_steps
+    if not 1 <= start <= num_steps:
+        raise ValueError(f"from_steps must be in 1..{num_steps}, got {from_steps}")
+    steps = list(range(start, num_steps + 1))
+    mean, per_probe = predictions_by_steps(spectrum, weights, eps, steps, negative, zero_row_share)
+    every = np.concatenate([mean, per_probe.ravel()])
+    return LanczosSpread(
+        rho=float(mean[-1]),
+        low=float(every.min()),
+        high=float(every.max()),
+        num_steps=num_steps,
+        num_probes=spectrum.num_probes,
+        from_steps=start,
+        negative=negative,
+        steps=steps,
+        mean=mean.tolist(),
+        per_probe=per_probe.tolist(),
     )
 
 

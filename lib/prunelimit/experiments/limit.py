@@ -17,6 +17,7 @@ from prunelimit.limit import (
     flat_weights,
     loss_tolerance,
     predict_limit,
+    prediction_spread,
     quadratic_limit,
 )
 from prunelimit.models import prunable_parameters
@@ -165,7 +166,8 @@ def _case(spectrum: str, law: str, basis: str, size: int, fraction: float, seed:
 
 
 def quadratic_study(config: QuadraticStudyConfig) -> dict:
-    """A table over spectra x weight laws x eigenbases at one D, scaling in D, SLQ vs exact."""
+    """A table over spectra x weight laws x eigenbases at one D, scaling in D, SLQ vs exact
+    (the SLQ prediction with its spread over Lanczos truncations and probes)."""
     jobs = [(s, w, b) for s in SPECTRA for w in WEIGHT_LAWS for b in BASES]
     table = [
         _case(s, w, b, config.size, config.eps_fraction, config.seed + i)
@@ -190,6 +192,7 @@ def quadratic_study(config: QuadraticStudyConfig) -> dict:
             "D": config.slq_size,
             "exact_spectrum": predict_limit(eigenvalues, w_star, eps).to_dict(),
             "slq": predict_limit(estimate, w_star, eps).to_dict(),
+            "spread": prediction_spread(estimate, w_star, eps).to_dict(),
             "exact_limit": quadratic_limit(hessian, w_star, eps) / config.slq_size,
         },
     }

@@ -36,6 +36,8 @@ from prunelimit.limit import (
     flat_weights,
     loss_tolerance,
     predict_limit,
+    prediction_spread,
+    predictions_by_steps,
     projection_distances,
     threshold_curve,
     zero_row_share,
@@ -451,8 +453,15 @@ class Experiment:
                 result, w_star, eps, negative=negative, zero_row_share=zero.share
             ).to_dict()
 
-        steps = sorted({*range(10, spec.num_steps, 10), spec.num_steps})
-        by_steps = [predict(spectrum.truncated(m)) for m in steps]
+        def spread(negative: str) -> dict:
+            return prediction_spread(
+                spectrum, w_star, eps, negative=negative, zero_row_share=zero.share
+            ).to_dict()
+
+        steps = list(range(1, max(len(t.diagonal) for t in spectrum.tridiagonals) + 1))
+        mean, per_probe = predictions_by_steps(
+            spectrum, w_star, eps, steps, zero_row_share=zero.share
+        )
         ratio, curve = threshold_curve(spectrum, w_star, eps, points=300)
         return {
             "spectrum": spectrum.to_dict(),
@@ -460,11 +469,11 @@ class Experiment:
             "zero_rows": dataclasses.asdict(zero),
             "prediction": predict(spectrum),
             "prediction_flat": predict(spectrum, "flat"),
-            "by_steps": {
-                "steps": steps,
-                "rho": [p["rho"] for p in by_steps],
-                "stderr": [p["rho_stderr"] or 0.0 for p in by_steps],
-            },
+            # the uncertainty of each prediction: its spread over Lanczos truncations (from half
+            # the steps to all) and probes; the probe standard error alone is not its error
+            "spread": spread("abs"),
+            "spread_flat": spread("flat"),
+            "by_steps": {"steps": steps, "rho": mean.tolist(), "per_probe": per_probe.tolist()},
             "threshold": {"ratio": ratio.tolist(), "rho_star": curve.tolist()},
         }
 
