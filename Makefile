@@ -2,7 +2,7 @@
 #   make book                 build the HTML book (default; reuses stored results)
 #   make execute PROFILE=full rerun every notebook, recomputing results, then build the HTML
 #   make test                 the test suite
-#   make benchmark            curvature benchmark: ratios measured side by side (minutes)
+#   make benchmark            curvature and limit benchmarks: ratios measured side by side
 #   make clean                remove builds (keeps .venv, data and stored results)
 # Every target sets itself up first: a virtual environment in .venv and the offline data.
 
@@ -103,6 +103,7 @@ test: | $(INSTALLED) $(DATA_READY)
 
 benchmark: | $(INSTALLED) $(DATA_READY)
 	$(PY) benchmarks/curvature.py
+	$(PY) benchmarks/limit.py
 
 clean:
 	rm -rf _build
