@@ -16,6 +16,14 @@ def trend(points: list[dict]) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+def _intervals(ax: plt.Axes, points: list[dict], marker: str, color: str, label: str) -> None:
+    """Each point's rho at its N, with a bar from its low to its high."""
+    sizes = [p["N"] for p in points]
+    rho = np.array([p["rho"] for p in points])
+    spans = [rho - [p["low"] for p in points], [p["high"] for p in points] - rho]
+    ax.errorbar(sizes, rho, yerr=spans, fmt=marker, color=color, capsize=4, label=label)
+
+
 @book_figure
 def prediction_vs_size(
     points: dict[str, list[dict]], limits: dict[str, float], extrapolate_to: int | None = None
@@ -28,16 +36,7 @@ def prediction_vs_size(
     reach = np.array([sizes[0], max(sizes[-1], extrapolate_to or 0)])
     per_example = ggn[-1]["rank_bound"] / ggn[-1]["N"]
     ax.plot(reach, reach * per_example, "k--", lw=1, label="rank bound N(C-1)/D of G")
-    middles = np.array([p["rho"] for p in ggn])
-    ax.errorbar(
-        sizes,
-        middles,
-        yerr=[middles - [p["low"] for p in ggn], [p["high"] for p in ggn] - middles],
-        fmt="o",
-        color="C0",
-        capsize=4,
-        label="G, certified (99%)",
-    )
+    _intervals(ax, ggn, "o", "C0", "G, certified (99%)")
     if extrapolate_to and len(ggn) > 1:
         slope, intercept = trend(ggn)
         line = np.geomspace(sizes[0], extrapolate_to, 50)
@@ -49,17 +48,7 @@ def prediction_vs_size(
             label=f"G trend, N^{slope:.2f}",
         )
     if hessian:
-        h_sizes = np.array([p["N"] for p in hessian])
-        rho = np.array([p["rho"] for p in hessian])
-        ax.errorbar(
-            h_sizes,
-            rho,
-            yerr=[rho - [p["low"] for p in hessian], [p["high"] for p in hessian] - rho],
-            fmt="s",
-            color="C3",
-            capsize=4,
-            label="|H| rule, spread over Lanczos steps and probes",
-        )
+        _intervals(ax, hessian, "s", "C3", "|H| rule, spread over Lanczos steps and probes")
     for (name, value), style in zip(limits.items(), ("-", "-."), strict=False):
         ax.axhline(value, color="0.4", ls=style, lw=1)
         ax.annotate(
