@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 import pytest
 
 from prunelimit.book_pipeline import build_html, stage_site, text_notebooks
+from prunelimit.experiments.lomp import TASKS
 from tests.conftest import BOOK, PROJECT
 
 MATHJAX_SCRIPT = re.compile(r'<script[^>]*\bsrc="([^"]*mathjax[^"]*)"', re.IGNORECASE)
@@ -108,7 +109,8 @@ def test_part_three_pages_name_their_data_number_their_figures_and_show_html_tab
     html_root: Path,
 ) -> None:
     experiments = html_root / "book" / "experiments"
-    for page in sorted(experiments.glob("*_*.html")):
+    for task in TASKS:
+        page = experiments / f"{task.replace('-', '_')}.html"
         text = page.read_text()
         opening = re.sub(r"<[^>]+>", " ", text[text.index("<h1") :])[:1500]
         assert "The paper:" in opening and "This page, profile" in opening, page.name
@@ -119,6 +121,17 @@ def test_part_three_pages_name_their_data_number_their_figures_and_show_html_tab
     summary = (experiments / "summary.html").read_text()
     assert summary.count("<table") >= 3 and "actual one-shot" in summary
     assert re.search(r'caption-number">Fig\. \d+ </span>', summary)
+
+
+def test_the_exact_spectra_and_data_size_pages_name_their_data_and_number_their_figures(
+    html_root: Path,
+) -> None:
+    for name in ("exact_spectra", "data_size"):
+        text = (html_root / "book" / "experiments" / f"{name}.html").read_text()
+        opening = re.sub(r"<[^>]+>", " ", text[text.index("<h1") :])[:2500]
+        assert "This page, profile" in opening and "Fashion-MNIST" in opening, name
+        assert re.search(r'caption-number">Fig\. \d+ </span>', text), name
+        assert "<table" in text, name
 
 
 def test_no_page_shows_a_traceback_or_a_build_path(html_root: Path) -> None:

@@ -154,6 +154,7 @@ def test_the_reproducibility_records_list_stored_results_and_data_sets(tmp_path:
         stored_results_table("cpu", root=tmp_path)
     data = datasets_table("cpu")
     by_name = {row[0]: row for row in data.rows}
-    assert set(by_name) == {"Fashion-MNIST", "MNIST-5k"}
+    assert set(by_name) == {"Fashion-MNIST", "MNIST-5k", "digits"}
+    assert "exact spectra" in by_name["digits"][-1]
     assert "resnet18-tinyimagenet" in by_name["MNIST-5k"][-1]
     assert "fc5-cifar10" in by_name["Fashion-MNIST"][-1]
