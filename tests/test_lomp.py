@@ -29,7 +29,7 @@ from prunelimit.experiments.lomp import (
 )
 from prunelimit.experiments.profiles import PROFILES
 from prunelimit.lanczos import SLQResult
-from prunelimit.limit import critical_distances, predict_limit
+from prunelimit.limit import LanczosSpread, critical_distances, predict_limit
 from prunelimit.models import build_model, count_parameters
 from prunelimit.plotting import MIN_TEXT_PX, smallest_text_px
 
@@ -197,6 +197,12 @@ def test_agreement_counts_tasks_by_hand() -> None:
         "whole spread above the one-shot limit (conservative)": 1,
         "whole spread below the retrained limit (too optimistic)": 1,
     }
+
+
+def test_the_difference_to_an_actual_limit_is_given_over_the_spread() -> None:
+    spread = LanczosSpread(0.5499, 0.10, 0.70, 80, 3, 40, "abs", [], [], [])
+    assert experiment_figures._difference(spread, 0.5509) == "+0.00 (-0.45 to +0.15)"
+    assert experiment_figures._difference(spread, 0.05) == "+0.50 (+0.05 to +0.65)"
 
 
 def test_critical_distances_invert_the_threshold_equation() -> None:

@@ -250,7 +250,12 @@ def accuracy_limit(one_shot: dict, dense_accuracy: float, drop: float = 0.01) ->
 
 def _difference(spread: LanczosSpread, actual: float) -> str:
     """Predicted minus actual, with the same over the spread: "+0.03 (-0.06 to +0.07)"."""
-    return f"{spread.rho - actual:+.2f} ({spread.low - actual:+.2f} to {spread.high - actual:+.2f})"
+
+    def signed(value: float) -> str:
+        return f"{round(value, 2) or 0.0:+.2f}"  # no "-0.00"
+
+    low, high = signed(spread.low - actual), signed(spread.high - actual)
+    return f"{signed(spread.rho - actual)} ({low} to {high})"
 
 
 def summary_rows(results: dict[str, dict], configs: dict[str, ExperimentConfig]) -> list[dict]:
