@@ -21,10 +21,14 @@ DATA_READY := $(VENV)/.data-ready
 
 EXECUTED_DIR := _build/executed/$(PROFILE)
 # Text notebooks are the .md files whose front matter names a kernel (jupytext MyST format).
-TEXT_NOTEBOOKS := $(shell grep -rl --include='*.md' '^kernelspec:' book | sort)
-PAGES := $(shell find book -type f -not -path '*/_build/*' | sort)
-EXECUTED := $(patsubst %.md,$(EXECUTED_DIR)/%.ipynb,$(TEXT_NOTEBOOKS))
-LIBRARY := $(shell find lib -name '*.py' | sort)
+# The task template is executed once per page its front matter lists (a papermill parameter).
+TASK_TEMPLATE := book/experiments/task.md
+TEXT_NOTEBOOKS := $(filter-out $(TASK_TEMPLATE),$(shell grep -rl --include='*.md' '^kernelspec:' book | sort))
+TASK_PAGES := $(shell sed -n '/^template:/,/^---/s/^    \([a-z0-9_]*\): .*/\1/p' $(TASK_TEMPLATE))
+TASK_EXECUTED := $(patsubst %,$(EXECUTED_DIR)/book/experiments/%.ipynb,$(TASK_PAGES))
+PAGES := $(shell find book -type f -not -path '*/_build/*' -not -path '*/__pycache__/*' | sort)
+EXECUTED := $(patsubst %.md,$(EXECUTED_DIR)/%.ipynb,$(TEXT_NOTEBOOKS)) $(TASK_EXECUTED)
+LIBRARY := $(shell find lib book/_companion -name '*.py' | sort)
 # Jupyter Book writes index.html only when missing, so a stamp marks a finished build.
 BOOK_BUILT := _build/html/.book-built
 PROFILE_MARK := _build/profile
@@ -65,17 +69,21 @@ $(DATA_READY): $(INSTALLED)
 
 # One executed notebook per text notebook; a failing cell deletes the half-written output.
 $(EXECUTED_DIR)/%.ipynb: %.md $(LIBRARY) | $(INSTALLED) $(DATA_READY) announce-notebooks
-	$(PY) -m prunelimit.book_pipeline execute $< $@ --profile $(PROFILE) $(if $(RECOMPUTE_SINCE),--recompute-since $(RECOMPUTE_SINCE))
+	$(PY) -m companion.pipeline execute $< $@ --profile $(PROFILE) $(if $(RECOMPUTE_SINCE),--recompute-since $(RECOMPUTE_SINCE))
+
+$(TASK_EXECUTED): $(EXECUTED_DIR)/book/experiments/%.ipynb: $(TASK_TEMPLATE) $(LIBRARY) | $(INSTALLED) $(DATA_READY) announce-notebooks
+	$(PY) -m companion.pipeline execute $< $@ --page $* --profile $(PROFILE) $(if $(RECOMPUTE_SINCE),--recompute-since $(RECOMPUTE_SINCE))
 
 # Says, once, how many notebooks are about to run: those whose executed version is missing or
 # older than the text notebook or the library.
 announce-notebooks:
-	@n=0; for source in $(TEXT_NOTEBOOKS); do \
-	  executed=$(EXECUTED_DIR)/$${source%.md}.ipynb; \
+	@n=0; for page in $(TEXT_NOTEBOOKS) $(patsubst %,book/experiments/%.md,$(TASK_PAGES)); do \
+	  source=$$page; [ -f "$$source" ] || source=$(TASK_TEMPLATE); \
+	  executed=$(EXECUTED_DIR)/$${page%.md}.ipynb; \
 	  if [ ! -f "$$executed" ] || [ -n "$$(find $$source $(LIBRARY) -newer "$$executed" -print -quit)" ]; \
 	  then n=$$((n + 1)); fi; \
 	done; \
-	[ $$n -eq 0 ] || echo "Executing $$n of $(words $(TEXT_NOTEBOOKS)) notebooks (profile $(PROFILE);" \
+	[ $$n -eq 0 ] || echo "Executing $$n of $(words $(EXECUTED)) notebooks (profile $(PROFILE);" \
 	  "$(if $(RECOMPUTE_SINCE),results stored in results/$(PROFILE)/ before this run are recomputed,results stored in results/$(PROFILE)/ are reused)) ..."
 
 # Rewritten only when PROFILE changes, so switching profiles rebuilds the HTML.
@@ -84,7 +92,7 @@ $(PROFILE_MARK): FORCE
 	@[ "$$(cat $@ 2>/dev/null)" = "$(PROFILE)" ] || echo "$(PROFILE)" > $@
 
 $(BOOK_BUILT): $(EXECUTED) $(PAGES) _config.yml _toc.yml $(PROFILE_MARK) | $(INSTALLED)
-	$(PY) -m prunelimit.book_pipeline build --executed $(EXECUTED_DIR)
+	$(PY) -m companion.pipeline build --executed $(EXECUTED_DIR)
 	touch $@
 
 # Recomputes every result stored before the run started. The start time is kept in a file until
@@ -97,8 +105,8 @@ execute: | $(INSTALLED) $(DATA_READY)
 	rm -f $(EXECUTE_SINCE)
 
 test: | $(INSTALLED) $(DATA_READY)
-	$(PY) -m ruff check lib tests benchmarks
-	$(PY) -m ruff format --check lib tests benchmarks
+	$(PY) -m ruff check lib book/_companion tests benchmarks
+	$(PY) -m ruff format --check lib book/_companion tests benchmarks
 	$(PY) -m pytest
 
 benchmark: | $(INSTALLED) $(DATA_READY)

@@ -20,9 +20,9 @@ import time
 import torch
 from torch import nn
 
+from companion.tasks import task_config, task_study
 from prunelimit.certified import certified_limit
 from prunelimit.curvature import GGNOperator, HessianOperator
-from prunelimit.experiments.lomp import Experiment, task_config
 from prunelimit.lanczos import SLQResult, rademacher_probes, slq
 from prunelimit.limit import flat_weights, prediction_spread
 from prunelimit.quadrature import LanczosRecurrence
@@ -53,9 +53,9 @@ def main() -> None:
     parser.add_argument("--long-probes", type=int, default=2)
     parser.add_argument("--tolerances", type=float, nargs="+", default=[0.01, 0.002])
     args = parser.parse_args()
-    experiment = Experiment(task_config("fc5-cifar10", "cpu"), progress=False)
-    model, weights = experiment.model.eval(), experiment.weights
-    eps, data = experiment.stage("dense")["eps"], experiment.views.hessian
+    study = task_study(task_config("fc5-cifar10", "cpu"), progress=False)
+    model, weights = study.model.eval(), study.weights
+    eps, data = study.dense().eps, study.data.curvature_set
     w_star = flat_weights(weights)
     print(
         f"FC5 (cpu profile): D = {len(w_star):,}, eps = {eps:.4g}, curvature over "

@@ -68,6 +68,10 @@ class CertifiedLimit:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, stored: dict) -> "CertifiedLimit":
+        return cls(**stored)
+
     def __str__(self) -> str:
         data = f" over N = {self.num_examples}" if self.num_examples else ""
         return (

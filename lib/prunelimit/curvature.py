@@ -18,7 +18,7 @@ import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from scipy.sparse.linalg import LinearOperator
 from torch import nn
 from torch.func import functional_call, grad, jvp
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -64,13 +67,18 @@ def _check_eval_mode(model: nn.Module) -> None:
         )
 
 
-def _chunks(data: Batch | Iterable[Batch], chunk_size: int) -> list[Batch]:
-    """The data as (x, y) chunks: tensors are split; an iterable of batches is kept as is."""
-    if (
+def _is_tensor_pair(data: Batch | Iterable[Batch]) -> "TypeIs[Batch]":
+    """Whether ``data`` is one pair of tensors (x, y) rather than an iterable of batches."""
+    return (
         isinstance(data, tuple)
         and len(data) == 2
         and all(isinstance(t, torch.Tensor) for t in data)
-    ):
+    )
+
+
+def _chunks(data: Batch | Iterable[Batch], chunk_size: int) -> Iterable[Batch]:
+    """The data as (x, y) chunks: tensors are split; an iterable of batches is kept as is."""
+    if _is_tensor_pair(data):
         inputs, targets = data
         if len(inputs) != len(targets):
             raise ValueError(

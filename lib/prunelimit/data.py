@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -243,8 +244,9 @@ def load_fashion_mnist(split: str = "train", limit: int | None = None) -> Data:
     """
     folder = locate_fashion_mnist()
     image_stem, label_stem = _idx_files(split)
-    images = read_idx(_find_file(folder, image_stem))
-    labels = read_idx(_find_file(folder, label_stem))
+    image_file, label_file = _find_file(folder, image_stem), _find_file(folder, label_stem)
+    assert image_file is not None and label_file is not None  # locate_fashion_mnist checked them
+    images, labels = read_idx(image_file), read_idx(label_file)
     return _as_tensors(images, labels, 28, 255, limit)
 
 
@@ -329,7 +331,7 @@ def load_dataset(
     return limited(data, limit)
 
 
-def class_summary(images: torch.Tensor, labels: torch.Tensor) -> dict[str, list]:
+def class_summary(images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     """Per-class example counts [C], mean images [C, H, W] and pixel mean / std over all images.
 
     images: float [N, 1, H, W]; labels: int64 [N] with classes 0..C-1.

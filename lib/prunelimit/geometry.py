@@ -502,7 +502,7 @@ def phase_transition_l1(
     if m_values.ndim != 1 or np.any(m_values < 1):
         raise ValueError("m_values must be a 1-D array of positive integers")
     generator = np.random.default_rng(seed)
-    rates = []
+    rate_per_m = []
     for m in tqdm(m_values, desc="basis pursuit", disable=not progress):
         successes = 0
         for _ in range(trials):
@@ -510,8 +510,8 @@ def phase_transition_l1(
             support = generator.choice(d, size=s, replace=False)
             x0[support] = generator.standard_normal(s)
             successes += _basis_pursuit_recovers(generator.standard_normal((m, d)), x0)
-        rates.append(successes / trials)
-    rates = np.asarray(rates)
+        rate_per_m.append(successes / trials)
+    rates = np.asarray(rate_per_m)
     return PhaseTransition(
         d=d,
         s=s,

@@ -9,9 +9,12 @@ images [N, C, H, W] and return logits [N, classes].
 """
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 FC5_WIDTHS = (1000, 600, 300, 100)
 FC12_WIDTHS = (1000, 900, 800, 750, 700, 650, 600, 500, 400, 200, 100)
@@ -83,7 +86,7 @@ def alexnet(
         layers += [nn.Conv2d(fan_in, fan_out, 3, padding=1), nn.ReLU()]
         if index in pool:
             layers.append(nn.MaxPool2d(2))
-    layers += [nn.Flatten(), *mlp(c[-1] * side * side, (hidden, hidden), num_classes)[1:]]
+    layers += [nn.Flatten(), *list(mlp(c[-1] * side * side, (hidden, hidden), num_classes))[1:]]
     return kaiming_init(nn.Sequential(*layers))
 
 
@@ -101,6 +104,7 @@ def vgg16_bn(
         if entry == "M":
             layers.append(nn.MaxPool2d(2))
             continue
+        assert isinstance(entry, int), f"VGG16_LAYOUT holds channel counts and 'M', not {entry!r}"
         out = _channels(entry, width)
         layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out)]
         layers.append(nn.ReLU())
@@ -201,7 +205,7 @@ def resnet50(
     return _resnet(Bottleneck, (3, 4, 6, 3), in_channels, num_classes, width)
 
 
-def kaiming_init(model: nn.Module) -> nn.Module:
+def kaiming_init(model: ModuleT) -> ModuleT:
     """Kaiming-normal weights (fan in) and zero biases for every linear and convolutional layer."""
     for module in model.modules():
         if isinstance(module, nn.Linear | nn.Conv2d):
@@ -217,11 +221,13 @@ def kaiming_init(model: nn.Module) -> nn.Module:
 def prunable_parameters(model: nn.Module) -> list[torch.nn.Parameter]:
     """The weights of linear and convolutional layers, in module order: the D coordinates that
     pruning and the Hessian act on (biases and normalisation parameters are not pruned)."""
-    return [
-        module.weight
-        for module in model.modules()
-        if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d)
-    ]
+    weights = []
+    for module in model.modules():
+        if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            # These layers register their weight as a Parameter; torch's stubs say only Tensor.
+            assert isinstance(module.weight, nn.Parameter)
+            weights.append(module.weight)
+    return weights
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -115,10 +115,10 @@ def _opened(source: Path, folder: str) -> Iterator[Callable[[str], bytes]]:
         with zipfile.ZipFile(source) as bundle:
             yield lambda member: bundle.read(f"{folder}/{member}")
     else:
-        with tarfile.open(source, "r:gz") as bundle:
+        with tarfile.open(source, "r:gz") as tar:
 
             def read(member: str) -> bytes:
-                handle = bundle.extractfile(f"{folder}/{member}")
+                handle = tar.extractfile(f"{folder}/{member}")
                 if handle is None:
                     raise ValueError(f"{source} has no file {folder}/{member}")
                 return handle.read()

@@ -1,34 +1,24 @@
-"""Where the project keeps its data and stored results.
+"""Where the library keeps the data sets it downloads.
 
-Both roots can be moved with environment variables, so a copied notebook can point at its own
-folders: ``PRUNELIMIT_DATA`` (downloaded data sets) and ``PRUNELIMIT_RESULTS`` (stored results).
+``$PRUNELIMIT_DATA`` when set, else ``data/`` in the checkout holding this package (an editable
+install), else ``data/`` in the current directory.
 """
 
 import os
 from pathlib import Path
 
 DATA_ENV = "PRUNELIMIT_DATA"
-RESULTS_ENV = "PRUNELIMIT_RESULTS"
 
 
-def project_root() -> Path:
+def _checkout() -> Path:
     """The checkout holding this package (editable install), else the current directory."""
     checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "_toc.yml").is_file() and (checkout / "lib" / "prunelimit").is_dir():
+    if (checkout / "pyproject.toml").is_file() and (checkout / "lib" / "prunelimit").is_dir():
         return checkout
     return Path.cwd()
 
 
-def _root(env_var: str, default_name: str) -> Path:
-    configured = os.environ.get(env_var)
-    return Path(configured).expanduser() if configured else project_root() / default_name
-
-
 def data_root() -> Path:
-    """Folder for data sets the project downloads: ``$PRUNELIMIT_DATA`` or ``<root>/data``."""
-    return _root(DATA_ENV, "data")
-
-
-def results_root() -> Path:
-    """Folder of stored results: ``$PRUNELIMIT_RESULTS`` or ``<root>/results``."""
-    return _root(RESULTS_ENV, "results")
+    """Folder for data sets the library downloads: ``$PRUNELIMIT_DATA`` or ``<checkout>/data``."""
+    configured = os.environ.get(DATA_ENV)
+    return Path(configured).expanduser() if configured else _checkout() / "data"

@@ -3,18 +3,21 @@ figures the book shows more than once."""
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import ParamSpec
+from typing import TYPE_CHECKING, ParamSpec
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 # The book's text column is at least this wide (px) in a 1400 px browser window; wider figures
 # are scaled down to it, narrower ones are shown at their natural size (figure.dpi px per inch).
 COLUMN_PX = 700
 MIN_TEXT_PX = 9.0
-BOOK_STYLE = {
+BOOK_STYLE: "dict[RcKeyType, int]" = {
     "font.size": 11,
     "axes.titlesize": 11,
     "axes.labelsize": 11,
@@ -52,7 +55,7 @@ def smallest_text_px(figure: Figure) -> float:
     width_px = figure.get_figwidth() * figure.dpi
     px_per_point = min(COLUMN_PX, width_px) / width_px * figure.dpi / 72
     sizes = [
-        text.get_fontsize()
+        text.get_fontproperties().get_size_in_points()  # get_fontsize(), typed as a float
         for text in figure.findobj(Text)
         if text.get_visible() and text.get_text().strip()
     ]

@@ -5,7 +5,7 @@ progress bars, and checkpoints that make an interrupted run resume where it stop
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from prunelimit.curvature import NonFiniteLossError
+from prunelimit.curvature import LossFunction, NonFiniteLossError
 from prunelimit.models import prunable_parameters
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -78,7 +78,7 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
 
 
-def penalty(weights: list[torch.Tensor], recipe: Recipe) -> torch.Tensor | float:
+def penalty(weights: Sequence[torch.Tensor], recipe: Recipe) -> torch.Tensor | float:
     """The regulariser added to the loss (0.0 when the coefficient is 0)."""
     if not recipe.coefficient:
         return 0.0
@@ -104,12 +104,14 @@ def train(
     checkpoint: Path | None = None,
     on_epoch: Callable[[], dict[str, float]] | None = None,
     progress: bool = True,
+    loss_fn: LossFunction | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` on (images [N, ...], labels [N]) with ``recipe``; one dict per epoch.
 
     Each dict holds the epoch, its learning rate, the mean training loss without the penalty
     (on augmented batches when ``augment`` is given) and whatever ``on_epoch()`` returns (say
-    test metrics). With ``checkpoint``, the model, optimiser, random state and history are saved
+    test metrics). ``loss_fn(outputs, targets)``, the mean over a batch, defaults to
+    cross-entropy. With ``checkpoint``, the model, optimiser, random state and history are saved
     atomically after every epoch and a rerun resumes after the last saved epoch, bit for bit.
     Batches are reshuffled each epoch from ``recipe.seed``. The model is left in eval mode.
     """
@@ -135,7 +137,7 @@ def train(
             if augment is not None:
                 inputs = augment(inputs, generator)
             targets = labels[batch].to(device)
-            loss = nn.functional.cross_entropy(model(inputs.to(device)), targets)
+            loss = (loss_fn or nn.functional.cross_entropy)(model(inputs.to(device)), targets)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"training loss is {loss.item()} in epoch {epoch}: lower the learning rate"
@@ -158,9 +160,16 @@ def train(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, chunk_size: int = 256
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    chunk_size: int = 256,
+    loss_fn: LossFunction | None = None,
 ) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over the data, in chunks, in eval mode.
+    """(mean loss, accuracy) over the data, in chunks, in eval mode.
+
+    The loss is cross-entropy, or ``loss_fn(outputs, targets)`` (the mean over a chunk); the
+    accuracy compares the outputs' argmax with class-index targets (nan for other targets).
 
     Small chunks are faster on a CPU for convolutional networks (ResNet50 at width 1/16 on
     5,000 images: 1.3 s in chunks of 256, 8.5 s in chunks of 4,096) and no slower for MLPs.
@@ -168,9 +177,14 @@ def evaluate(
     model.eval()
     device = next(model.parameters()).device
     loss, correct = 0.0, 0
+    classes = labels.dim() == 1 and not labels.is_floating_point()
     for start in range(0, len(images), chunk_size):
         logits = model(images[start : start + chunk_size].to(device))
         targets = labels[start : start + chunk_size].to(device)
-        loss += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
-        correct += int((logits.argmax(dim=1) == targets).sum())
-    return loss / len(images), correct / len(images)
+        if loss_fn is None:
+            loss += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+        else:
+            loss += loss_fn(logits, targets).item() * len(targets)
+        if classes:
+            correct += int((logits.argmax(dim=1) == targets).sum())
+    return loss / len(images), correct / len(images) if classes else math.nan

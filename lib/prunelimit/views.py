@@ -11,6 +11,7 @@ import dataclasses
 import torch
 
 from prunelimit.data import DATASETS, NUM_CLASSES, Data, balanced_subset, limited, load_dataset
+from prunelimit.store import EXECUTION_KNOB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,7 @@ class DataSpec:
     fixed_size: int = 10_000
     hessian_size: int = 2_000
     augment: bool = False
-    download: bool = False
+    download: bool = dataclasses.field(default=False, metadata=EXECUTION_KNOB)
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:

@@ -1,0 +1,140 @@
+"""Where the curvature is taken: the predicted limit of one Part III network against the number N
+of training examples its curvature is taken over.
+
+For the Gauss-Newton matrix G the prediction is certified (``certified_limit``, float64); for the
+authors' |lambda| rule on the Hessian it is SLQ with its spread over Lanczos truncations and
+probes. G over N examples with C classes has rank at most N (C - 1), so its prediction is at most
+N (C - 1) / D. Each (rule, N) point is stored on its own: an interrupted run resumes.
+"""
+
+import dataclasses
+import time
+from typing import Any, ClassVar
+
+import torch
+
+from companion.profiles import ProfiledConfig, ResultsStore
+from companion.tasks import task_config, task_study
+from prunelimit.certified import certified_limit
+from prunelimit.curvature import GGNOperator, HessianOperator
+from prunelimit.lanczos import slq
+from prunelimit.limit import flat_weights, prediction_spread
+from prunelimit.store import Recompute
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSizeConfig(ProfiledConfig):
+    """Sizes N for G (certified to ``tolerance``) and for |H| (SLQ, steps x probes)."""
+
+    PROFILE_OVERRIDES: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {
+            "ggn_sizes": (100, 200),
+            "tolerance": 0.2,
+            "max_products": 10,
+            "hessian_sizes": (100,),
+            "hessian_steps": 4,
+            "hessian_probes": 1,
+        },
+        "full": {"ggn_sizes": (1_000, 5_000, 20_000, 60_000), "hessian_sizes": (1_000, 60_000)},
+    }
+
+    task: str = "fc5-cifar10"
+    ggn_sizes: tuple[int, ...] = (1_000, 2_000, 5_000, 10_000)
+    tolerance: float = 0.005
+    max_products: int = 600
+    hessian_sizes: tuple[int, ...] = (1_000, 5_000)
+    hessian_steps: int = 128
+    hessian_probes: int = 2
+    chunk_size: int = 10_000
+    seed: int = 0
+
+
+class DataSizeStudy:
+    """The points of one ``DataSizeConfig`` under one profile, each computed or loaded."""
+
+    def __init__(self, config: DataSizeConfig, profile: str, recompute: Recompute = False):
+        self.config, self.profile, self.recompute = config, profile, recompute
+        self.study = task_study(task_config(config.task, profile), progress=False)
+        self.store = ResultsStore("data_size", profile)
+
+    @property
+    def eps(self) -> float:
+        """The task's loss tolerance (its Part III page uses the same)."""
+        return self.study.dense().eps
+
+    def _data(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.study.data.train is not None
+        inputs, targets = self.study.data.train
+        if size > len(inputs):
+            raise ValueError(f"N = {size} exceeds the {len(inputs)} training examples")
+        return inputs[:size], targets[:size]
+
+    def _point(self, rule: str, size: int, settings: dict, compute) -> dict:
+        """One stored point, keyed by what it depends on (not by the other sizes)."""
+        key = {"task": self.config.task, "rule": rule, "N": size, "seed": self.config.seed}
+        return self.store.load_or_compute(key | settings, compute, self.recompute)
+
+    def ggn_point(self, size: int) -> dict:
+        """G over the first ``size`` training examples: certified bounds on the prediction."""
+
+        def compute() -> dict:
+            model, weights = self.study.model.eval(), self.study.weights
+            operator = GGNOperator(
+                model,
+                self.study.loss_fn,
+                self._data(size),
+                weights,
+                dtype=torch.float64,
+                chunk_size=self.config.chunk_size,
+            )
+            result = certified_limit(
+                operator,
+                weights,
+                self.eps,
+                self.config.tolerance,
+                max_products=self.config.max_products,
+                seed=self.config.seed,
+            )
+            return {
+                "N": size,
+                "curvature": "G",
+                "rank_bound": operator.rank_bound / operator.shape[0],
+                **result.to_dict(),
+            }
+
+        settings = {"tolerance": self.config.tolerance, "max_products": self.config.max_products}
+        return self._point("G", size, settings, compute)
+
+    def hessian_point(self, size: int) -> dict:
+        """H over the first ``size`` training examples: SLQ, |lambda| rule, with its spread."""
+
+        def compute() -> dict:
+            model, weights = self.study.model.eval(), self.study.weights
+            operator = HessianOperator(
+                model,
+                self.study.loss_fn,
+                self._data(size),
+                weights,
+                chunk_size=self.config.chunk_size,
+            )
+            start = time.perf_counter()
+            spectrum = slq(
+                operator,
+                self.config.hessian_steps,
+                self.config.hessian_probes,
+                seed=self.config.seed,
+                basis_dtype=torch.float32,
+            )
+            seconds = time.perf_counter() - start
+            spread = prediction_spread(spectrum, flat_weights(weights), self.eps)
+            return {"N": size, "curvature": "|H|", "seconds": seconds, **spread.to_dict()}
+
+        settings = {"steps": self.config.hessian_steps, "probes": self.config.hessian_probes}
+        return self._point("|H|", size, settings, compute)
+
+    def run(self) -> dict[str, list[dict]]:
+        """Every point: {"G": [...], "|H|": [...]} in increasing N."""
+        return {
+            "G": [self.ggn_point(n) for n in self.config.ggn_sizes],
+            "|H|": [self.hessian_point(n) for n in self.config.hessian_sizes],
+        }

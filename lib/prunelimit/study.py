@@ -1,0 +1,599 @@
+"""``LimitStudy``: a model, a loss and data in; the predicted and the actual pruning limits out.
+
+A study runs five stages, each stored as soon as it is done (atomically, with its provenance) in
+one folder of a ``Store``, so a killed run resumes where it stopped and a rerun loads them:
+
+- ``train``: trains the model with a ``Recipe`` (checkpointing every epoch), or takes it as it is;
+- ``dense``: eps (given, or the mini-batch rule), the dense loss and accuracy, D, R(k);
+- ``limit`` (rules "abs" and "flat": SLQ on the Hessian, with the spread over Lanczos
+  truncations and probes) or ``certified`` (rule "ggn": certified bounds for the Gauss-Newton
+  matrix): the predicted limit over the N examples of the curvature data;
+- ``one_shot``: the actual one-shot magnitude-pruning limit;
+- ``retrained``: the actual limit after retraining on the mask (skipped with no retraining).
+
+The folder is ``<store>/<key>``, ``key`` a hash of the settings, the model (architecture and
+starting weights) and the data, so a changed input never reuses a stale result.
+"""
+
+import copy
+import dataclasses
+import functools
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunelimit.certified import CertifiedLimit, certified_limit
+from prunelimit.curvature import GGNOperator, HessianOperator, LossFunction
+from prunelimit.lanczos import SLQResult, slq
+from prunelimit.limit import (
+    flat_weights,
+    loss_tolerance,
+    predict_limit,
+    prediction_spread,
+    predictions_by_steps,
+    projection_distances,
+    threshold_curve,
+    zero_row_share,
+)
+from prunelimit.models import count_parameters, prunable_parameters
+from prunelimit.pruning import (
+    frozen_mask,
+    global_magnitude_masks,
+    kept_count,
+    masked,
+    one_shot_sweep,
+)
+from prunelimit.report import (
+    DenseRecord,
+    LimitReport,
+    OneShotRecord,
+    Prediction,
+    RetrainedRecord,
+    SpectralPrediction,
+    TrainingRecord,
+)
+from prunelimit.store import (
+    EXECUTION_KNOB,
+    JSONValue,
+    Recompute,
+    Store,
+    hashed_fields,
+    is_fresh,
+)
+from prunelimit.training import Augment, Recipe, evaluate, learning_rate, train
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+CurvatureRule = Literal["ggn", "abs", "flat"]
+CURVATURE_RULES: tuple[str, ...] = ("ggn", "abs", "flat")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyData:
+    """The data of a study, as (inputs [N, ...], targets [N, ...]) tensor pairs.
+
+    train: what training and retraining see (None: the model is trained already and is not
+    retrained). fixed: unaugmented training examples on which eps, the dense loss and the actual
+    limits are measured. curvature: where the curvature is taken (default: ``fixed``); its size
+    is the N of the prediction. test: for test accuracy (optional). augment(inputs, generator):
+    applied to training batches (e.g. random crops), never to the other sets.
+    """
+
+    train: Batch | None
+    fixed: Batch
+    curvature: Batch | None = None
+    test: Batch | None = None
+    augment: Augment | None = None
+
+    @property
+    def curvature_set(self) -> Batch:
+        return self.fixed if self.curvature is None else self.curvature
+
+
+@dataclasses.dataclass(frozen=True)
+class HessianSpec:
+    """SLQ on the Hessian for the "abs" and "flat" rules: steps, probes, seed, the sampled rows
+    for the zero-row share; the eps rule (eps = eps_scale x mini-batch std); chunk size."""
+
+    num_steps: int = 128
+    num_probes: int = 4
+    seed: int = 0
+    chunk_size: int = dataclasses.field(default=1000, metadata=EXECUTION_KNOB)
+    zero_rows: int = 256
+    eps_scale: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class CertifiedSpec:
+    """Certified bounds for the "ggn" rule (see ``certified_limit``): the width to reach, the
+    confidence, the product budget, the seed; the chunk size of the float64 products."""
+
+    tolerance: float = 0.01
+    confidence: float = 0.99
+    max_products: int = 2_000
+    seed: int = 0
+    chunk_size: int = dataclasses.field(default=1000, metadata=EXECUTION_KNOB)
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningSpec:
+    """One-shot sweep resolution and the retraining bisection (``retrain_epochs`` = 0: none)."""
+
+    grid: tuple[float, ...] = (
+        *np.round(np.geomspace(0.001, 0.05, 9), 5).tolist(),
+        *np.round(np.linspace(0.1, 1.0, 10), 2).tolist(),
+    )
+    resolution: float = 1e-4  # bisection stops when the ratio is known to this
+    retrain_epochs: int = 1
+    retrain_halvings: int = 5  # the retrained limit is searched down to one-shot / 2^halvings
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySettings:
+    """Everything besides the model and the data that changes a study's results (hashed)."""
+
+    curvature: str = "ggn"
+    eps: float | None = None
+    recipe: Recipe | None = None
+    hessian: HessianSpec = HessianSpec()
+    certified: CertifiedSpec = CertifiedSpec()
+    pruning: PruningSpec = PruningSpec()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.curvature not in CURVATURE_RULES:
+            raise ValueError(
+                f"unknown curvature rule {self.curvature!r}: choose 'ggn' (the Gauss-Newton "
+                "matrix, certified bounds), 'abs' (the Hessian with |lambda|, the paper's rule) "
+                "or 'flat' (the Hessian, negative curvature counted as flat)"
+            )
+        if self.eps is not None and not self.eps > 0:
+            raise ValueError(f"eps must be positive (a loss increase), got {self.eps!r}")
+
+
+def _digest(tensors: list[torch.Tensor], update: "hashlib._Hash") -> None:
+    for tensor in tensors:
+        update.update(str((tuple(tensor.shape), tensor.dtype)).encode())
+        update.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def study_key(settings: StudySettings, model: nn.Module, data: StudyData) -> str:
+    """16 hex digits identifying a study: its settings, the model's architecture and starting
+    state, and the bytes of its data (so the key does not depend on threads or the machine)."""
+    digest = hashlib.sha256(repr(hashed_fields(settings)).encode())
+    digest.update(repr(model).encode())
+    _digest(list(model.state_dict().values()), digest)
+    for batch in (data.train, data.fixed, data.curvature, data.test):
+        _digest(list(batch) if batch is not None else [], digest)
+    return digest.hexdigest()[:16]
+
+
+def learning_rate_after(recipe: Recipe) -> float:
+    """The rate retraining uses: the recipe's last learning rate, or its base rate if that
+    decayed to (near) zero."""
+    last = learning_rate(recipe, max(recipe.epochs - 1, 0))
+    return last if last > recipe.lr / 100 else recipe.lr / 10
+
+
+class LimitStudy:
+    """The pruning limit of one model: predicted from its curvature, and measured.
+
+    model: an ``nn.Module`` (trained already, or trained here with ``recipe``). loss_fn: the mean
+    loss over a batch (default cross-entropy). data: a ``StudyData``. curvature: "ggn" (default;
+    the Gauss-Newton matrix with certified bounds), "abs" (the Hessian with |lambda|, the paper's
+    rule, reported with its spread over Lanczos truncations and probes) or "flat". eps: the loss
+    tolerance (default: ``eps_scale`` x the std of the mini-batch loss, the authors' rule).
+    curvature_examples: take the curvature over the first N examples of ``data.curvature``.
+    retrain_epochs: the retraining budget per tried mask (0: no retraining; needs ``data.train``).
+    store: the folder the stages are kept in (default: not kept). ``extra_provenance`` is added
+    to every stored stage (e.g. a profile). ``recompute``: True, or a Unix time before which
+    stored stages are recomputed.
+
+    >>> report = LimitStudy(model, data, recipe=Recipe(5, 0.01, coefficient=5e-5),
+    ...                     store=Path("results/mine")).run()
+    >>> print(report)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: StudyData,
+        *,
+        loss_fn: LossFunction | None = None,
+        recipe: Recipe | None = None,
+        curvature: CurvatureRule = "ggn",
+        eps: float | None = None,
+        eps_scale: float = 1.0,
+        curvature_examples: int | None = None,
+        retrain_epochs: int = 1,
+        hessian: HessianSpec | None = None,
+        certified: CertifiedSpec | None = None,
+        pruning: PruningSpec | None = None,
+        store: Path | None = None,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        progress: bool = True,
+        recompute: Recompute = False,
+        **extra_provenance: JSONValue,
+    ) -> None:
+        if curvature_examples is not None:
+            inputs, targets = data.curvature_set
+            if not 0 < curvature_examples <= len(inputs):
+                raise ValueError(
+                    f"curvature_examples must be in 1..{len(inputs)} (the curvature data's size)"
+                )
+            curvature_set = (inputs[:curvature_examples], targets[:curvature_examples])
+            data = dataclasses.replace(data, curvature=curvature_set)
+        needs_training = recipe is not None or retrain_epochs > 0
+        if data.train is None and needs_training:
+            raise ValueError(
+                "data.train is None, but training or retraining needs it: pass training data, "
+                "or recipe=None and retrain_epochs=0 for a model that is trained already"
+            )
+        pruning = pruning or PruningSpec()
+        hessian = hessian or HessianSpec()
+        self.settings = StudySettings(
+            curvature=curvature,
+            eps=eps,
+            recipe=recipe,
+            hessian=dataclasses.replace(hessian, eps_scale=eps_scale)
+            if eps_scale != 1.0
+            else hessian,
+            certified=certified or CertifiedSpec(),
+            pruning=dataclasses.replace(pruning, retrain_epochs=retrain_epochs)
+            if pruning.retrain_epochs != retrain_epochs
+            else pruning,
+            seed=seed,
+        )
+        self.loss_fn: LossFunction = loss_fn or nn.CrossEntropyLoss()
+        self.progress, self.recompute = progress, recompute
+        self.key = study_key(self.settings, model, data)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.store = Store(Path(store) / self.key, **extra_provenance) if store else None
+        self._model, self._data = model.to(self.device), self._on_device(data)
+        self._stages: dict[str, JSONValue] = {}
+
+    def _on_device(self, data: StudyData) -> StudyData:
+        def moved(batch: Batch | None) -> Batch | None:
+            return None if batch is None else (batch[0].to(self.device), batch[1].to(self.device))
+
+        return dataclasses.replace(
+            data,
+            train=moved(data.train),
+            fixed=moved(data.fixed),
+            curvature=moved(data.curvature),
+            test=moved(data.test),
+        )
+
+    @property
+    def data(self) -> StudyData:
+        """The study's data, on its device."""
+        return self._data
+
+    @property
+    def folder(self) -> Path | None:
+        """Where the stages are stored (None: nowhere)."""
+        return self.store.folder if self.store else None
+
+    # ------------------------------------------------------------------------- stage plumbing
+    def _stage(self, name: str, compute: Callable[[], JSONValue]) -> JSONValue:
+        if name not in self._stages:
+            if self.store is None:
+                self._stages[name] = compute()
+            else:
+                self._stages[name] = self.store.load_or_compute(
+                    name, compute, self.recompute, config=hashed_fields(self.settings)
+                )
+        return self._stages[name]
+
+    def _evaluate(self, batch: Batch | None) -> tuple[float, float]:
+        """(loss, accuracy) of the model as it is now (nan without data)."""
+        if batch is None:
+            return math.nan, math.nan
+        return evaluate(self._model, *batch, loss_fn=self._custom_loss)
+
+    @property
+    def _custom_loss(self) -> LossFunction | None:
+        """None for cross-entropy (``train`` and ``evaluate`` use their own, summed exactly)."""
+        return None if isinstance(self.loss_fn, nn.CrossEntropyLoss) else self.loss_fn
+
+    @functools.cached_property
+    def _trained(self) -> tuple[list[dict[str, float]], float]:
+        recipe, data = self.settings.recipe, self._data
+        if recipe is None:
+            self._model.eval()
+            return [], 0.0
+        assert data.train is not None  # checked in __init__
+        checkpoint = None
+        if self.store is not None:
+            checkpoint = self.store.folder / "model.pt"
+            if checkpoint.is_file() and not is_fresh(checkpoint, self.recompute):
+                checkpoint.unlink()
+        start = time.perf_counter()
+        history = train(
+            self._model,
+            *data.train,
+            recipe,
+            augment=data.augment,
+            checkpoint=checkpoint,
+            on_epoch=lambda: dict(
+                zip(("test_loss", "test_accuracy"), self._evaluate(data.test), strict=True)
+            ),
+            progress=self.progress,
+            loss_fn=self._custom_loss,
+        )
+        return history, time.perf_counter() - start
+
+    @property
+    def model(self) -> nn.Module:
+        """The trained model (trained, or loaded from its checkpoint, on first use)."""
+        _ = self._trained
+        return self._model
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        return prunable_parameters(self.model)
+
+    # ------------------------------------------------------------------------- the stages
+    def training(self) -> TrainingRecord:
+        def compute() -> JSONValue:
+            history, seconds = self._trained
+            return {
+                "history": history,
+                "seconds": seconds,
+                "parameters": count_parameters(self.model),
+            }
+
+        return TrainingRecord.from_dict(self._stage("train", compute))
+
+    def dense(self) -> DenseRecord:
+        def compute() -> JSONValue:
+            data, settings = self._data, self.settings
+            eps = settings.eps or settings.hessian.eps_scale * loss_tolerance(
+                self.model, self.loss_fn, data.fixed
+            )
+            fixed_loss, fixed_accuracy = self._evaluate(data.fixed)
+            test_loss, test_accuracy = self._evaluate(data.test)
+            distances = projection_distances(self.weights)
+            ks = np.unique(np.round(np.geomspace(1, len(distances) - 1, 200)).astype(int))
+            magnitudes = np.abs(flat_weights(self.weights))
+            return {
+                "eps": eps,
+                "dimension": len(distances) - 1,
+                "fixed_loss": fixed_loss,
+                "fixed_accuracy": fixed_accuracy,
+                "test_loss": test_loss,
+                "test_accuracy": test_accuracy,
+                "distance_curve": {"k": [0, *ks.tolist()], "R": [distances[0], *distances[ks]]},
+                "weight_quantiles": np.quantile(magnitudes, [0.01, 0.1, 0.5, 0.9, 0.99]).tolist(),
+            }
+
+        return DenseRecord.from_dict(self._stage("dense", compute))
+
+    def spectral_prediction(self) -> SpectralPrediction:
+        """SLQ on the Hessian over the curvature data: the prediction under the |lambda| and the
+        flat rule, each with its spread over Lanczos truncations and probes."""
+
+        def compute() -> JSONValue:
+            spec, eps = self.settings.hessian, self.dense().eps
+            operator = HessianOperator(
+                self.model,
+                self.loss_fn,
+                self._data.curvature_set,
+                self.weights,
+                chunk_size=spec.chunk_size,
+            )
+            start = time.perf_counter()
+            spectrum = slq(
+                operator,
+                spec.num_steps,
+                spec.num_probes,
+                seed=spec.seed,
+                progress=self.progress,
+                basis_dtype=torch.float32,
+            )
+            seconds = time.perf_counter() - start
+            zero = zero_row_share(operator, self.weights, spec.zero_rows, seed=spec.seed)
+            w_star = flat_weights(self.weights)
+
+            def predict(result: SLQResult, negative: Literal["abs", "flat"] = "abs") -> dict:
+                return predict_limit(
+                    result, w_star, eps, negative=negative, zero_row_share=zero.share
+                ).to_dict()
+
+            def spread(negative: Literal["abs", "flat"]) -> dict:
+                return prediction_spread(
+                    spectrum, w_star, eps, negative=negative, zero_row_share=zero.share
+                ).to_dict()
+
+            steps = list(range(1, max(len(t.diagonal) for t in spectrum.tridiagonals) + 1))
+            mean, per_probe = predictions_by_steps(
+                spectrum, w_star, eps, steps, zero_row_share=zero.share
+            )
+            ratio, curve = threshold_curve(spectrum, w_star, eps, points=300)
+            return {
+                "spectrum": spectrum.to_dict(),
+                "seconds": seconds,
+                "zero_rows": dataclasses.asdict(zero),
+                "prediction": predict(spectrum),
+                "prediction_flat": predict(spectrum, "flat"),
+                # the uncertainty of each prediction: its spread over Lanczos truncations (from
+                # half the steps to all) and probes; the probe standard error is not its error
+                "spread": spread("abs"),
+                "spread_flat": spread("flat"),
+                "by_steps": {"steps": steps, "rho": mean.tolist(), "per_probe": per_probe.tolist()},
+                "threshold": {"ratio": ratio.tolist(), "rho_star": curve.tolist()},
+            }
+
+        return SpectralPrediction.from_dict(self._stage("limit", compute))
+
+    def certified_prediction(self) -> CertifiedLimit:
+        """Certified bounds on the predicted limit for the Gauss-Newton matrix over the
+        curvature data (float64)."""
+
+        def compute() -> JSONValue:
+            spec, eps = self.settings.certified, self.dense().eps
+            operator = GGNOperator(
+                self.model,
+                self.loss_fn,
+                self._data.curvature_set,
+                self.weights,
+                dtype=torch.float64,
+                chunk_size=spec.chunk_size,
+            )
+            bounds = certified_limit(
+                operator,
+                flat_weights(self.weights),
+                eps,
+                spec.tolerance,
+                confidence=spec.confidence,
+                max_products=spec.max_products,
+                seed=spec.seed,
+                progress=self.progress,
+            )
+            return bounds.to_dict()
+
+        return CertifiedLimit.from_dict(self._stage("certified", compute))
+
+    def prediction(self) -> Prediction:
+        """The predicted limit under the study's curvature rule, with its bounds."""
+        rule, examples = self.settings.curvature, self.num_examples
+        if rule == "ggn":
+            return Prediction.from_certified(self.certified_prediction(), examples)
+        return Prediction.from_spectral(self.spectral_prediction(), rule, examples)
+
+    @property
+    def num_examples(self) -> int:
+        """N: the examples the curvature is taken over."""
+        return len(self._data.curvature_set[0])
+
+    def one_shot(self) -> OneShotRecord:
+        def compute() -> JSONValue:
+            dense, spec, data = self.dense(), self.settings.pruning, self._data
+            sweep = one_shot_sweep(
+                self.weights,
+                lambda: self._evaluate(data.fixed),
+                dense.eps,
+                grid=spec.grid,
+                resolution=max(1, math.ceil(spec.resolution * dense.dimension)),
+                progress=self.progress,
+            )
+            test = []
+            for ratio in spec.grid:
+                masks = global_magnitude_masks(self.weights, ratio)
+                with masked(self.weights, masks):
+                    test.append(self._evaluate(data.test))
+            return dataclasses.asdict(sweep) | {
+                "test_ratios": list(spec.grid),
+                "test_losses": [loss for loss, _ in test],
+                "test_accuracies": [accuracy for _, accuracy in test],
+            }
+
+        return OneShotRecord.from_dict(self._stage("one_shot", compute))
+
+    def _retrain_at(self, k: int) -> dict:
+        """Retrain a copy of the model on the magnitude mask keeping k weights; its fixed loss."""
+        data, settings = self._data, self.settings
+        assert data.train is not None  # checked in __init__
+        model = copy.deepcopy(self.model)
+        weights = prunable_parameters(model)
+        masks = global_magnitude_masks(weights, k / sum(w.numel() for w in weights))
+        base = settings.recipe or Recipe(1, 0.01)
+        recipe = Recipe(
+            settings.pruning.retrain_epochs,
+            learning_rate_after(base),
+            momentum=base.momentum,
+            batch_size=base.batch_size,
+            seed=settings.seed + 1,
+        )
+        with frozen_mask(weights, masks):
+            train(
+                model,
+                *data.train,
+                recipe,
+                augment=data.augment,
+                progress=False,
+                loss_fn=self._custom_loss,
+            )
+        loss, accuracy = evaluate(model, *data.fixed, loss_fn=self._custom_loss)
+        test_loss, test_accuracy = (
+            evaluate(model, *data.test, loss_fn=self._custom_loss)
+            if data.test is not None
+            else (math.nan, math.nan)
+        )
+        kept = int(sum(int((w != 0).sum()) for w in weights))
+        return {"k": k, "loss": loss, "accuracy": accuracy, "test_loss": test_loss} | {
+            "test_accuracy": test_accuracy,
+            "nonzero": kept,
+        }
+
+    def retrained(self) -> RetrainedRecord | None:
+        """Halve the one-shot limit until retraining fails (or ``retrain_halvings`` times), then
+        bisect twice (geometrically) between the last passing and the first failing ratio. None
+        when the study has no retraining budget."""
+        if self.settings.pruning.retrain_epochs == 0:
+            return None
+
+        def compute() -> JSONValue:
+            dense, one_shot = self.dense(), self.one_shot()
+            size, threshold = dense.dimension, dense.fixed_loss + dense.eps
+            trials: dict[int, dict] = {}
+
+            def passes(k: int) -> bool:
+                if k not in trials:
+                    trials[k] = self._stage(f"retrain-{k}", lambda: self._retrain_at(k))
+                return trials[k]["loss"] <= threshold
+
+            high = kept_count(size, one_shot.limit)
+            low = None
+            for _ in range(self.settings.pruning.retrain_halvings):
+                candidate = max(1, high // 2)
+                if candidate == high or not passes(candidate):
+                    low = candidate if candidate < high else None
+                    break
+                high = candidate
+            for _ in range(2 if low is not None else 0):
+                middle = round(math.sqrt(low * high))
+                if middle in (low, high):
+                    break
+                low, high = (low, middle) if passes(middle) else (middle, high)
+            ordered = [trials[k] | {"ratio": k / size, "passed": passes(k)} for k in sorted(trials)]
+            return {"limit": high / size, "threshold": threshold, "trials": ordered}
+
+        return RetrainedRecord.from_dict(self._stage("retrained", compute))
+
+    def run(self) -> LimitReport:
+        """Every stage, computed or loaded: the typed report."""
+        training, dense = self.training(), self.dense()
+        spectral = self.spectral_prediction() if self.settings.curvature != "ggn" else None
+        certified = self.certified_prediction() if self.settings.curvature == "ggn" else None
+        return LimitReport(
+            curvature=self.settings.curvature,
+            num_examples=self.num_examples,
+            prediction=self.prediction(),
+            training=training,
+            dense=dense,
+            spectral=spectral,
+            certified=certified,
+            one_shot=self.one_shot(),
+            retrained=self.retrained(),
+            folder=self.folder,
+            provenance=self.provenance(),
+        )
+
+    def provenance(self) -> dict[str, JSONValue]:
+        """Stage -> where and when it was computed (empty when nothing is stored)."""
+        if self.store is None:
+            return {}
+        records = {}
+        for name in self._stages:
+            payload = self.store.load_payload(name)
+            if payload is not None:
+                records[name] = payload.get("provenance")
+        return records
