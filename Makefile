@@ -107,6 +107,7 @@ execute: | $(INSTALLED) $(DATA_READY)
 test: | $(INSTALLED) $(DATA_READY)
 	$(PY) -m ruff check lib book/_companion tests benchmarks
 	$(PY) -m ruff format --check lib book/_companion tests benchmarks
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 benchmark: | $(INSTALLED) $(DATA_READY)

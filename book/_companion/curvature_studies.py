@@ -18,6 +18,7 @@ from prunelimit.curvature import HessianOperator, dense_hessian
 from prunelimit.data import load_fashion_mnist, load_mnist_5k, shuffled_split
 from prunelimit.lanczos import MatrixOperator, Tridiagonal, lanczos, slq
 from prunelimit.models import fc5, kaiming_init, mlp
+from prunelimit.pruning_function import curvature_magnitudes, pruning_function
 from prunelimit.training import Recipe, evaluate, train
 
 LOSS = nn.CrossEntropyLoss()
@@ -170,10 +171,8 @@ class SpectrumConfig(ProfiledConfig):
 
 
 def pruning_functional(eigenvalues: np.ndarray, peak_width: float) -> np.ndarray:
-    """f_R(lambda) = lambda R^2 / (lambda R^2 + 2 eps) = |lambda| / (|lambda| + 2 eps / R^2),
-    negative curvature taken by absolute value."""
-    magnitude = np.abs(eigenvalues)
-    return magnitude / (magnitude + peak_width)
+    """f_R(lambda) with 2 eps / R^2 = ``peak_width``, negative curvature taken by |lambda|."""
+    return pruning_function(curvature_magnitudes(eigenvalues, "abs"), 1.0 / peak_width)
 
 
 def _ritz_history(tridiagonal: Tridiagonal, steps: int, keep: int = 12) -> list[list[float]]:

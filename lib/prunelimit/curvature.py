@@ -27,6 +27,8 @@ from torch import nn
 from torch.func import functional_call, grad, jvp
 from tqdm import tqdm
 
+from prunelimit.errors import NonFiniteLossError
+
 if TYPE_CHECKING:
     from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
 
@@ -45,10 +47,6 @@ TRAIN_MODE_LAYERS = (
 
 class DataChangedError(RuntimeError):
     """The data differed between two passes (shuffling or augmentation): the matrix would change."""
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss is NaN or infinite on some batch."""
 
 
 def _check_eval_mode(model: nn.Module) -> None:

@@ -3,9 +3,10 @@ raised when a data set is not on this machine."""
 
 import hashlib
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
+
+from prunelimit.store import atomic_file
 
 
 class MissingDataError(FileNotFoundError):
@@ -26,17 +27,9 @@ def download_checked(url: str, target: Path, expected_md5: str) -> Path:
     checked by MD5 and moved in atomically (no partial file is ever left under ``target``)."""
     if target.is_file() and file_md5(target) == expected_md5:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False) as part:
-        partial = Path(part.name)
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                shutil.copyfileobj(response, part)
-        except BaseException:
-            partial.unlink()
-            raise
-    if file_md5(partial) != expected_md5:
-        partial.unlink()
-        raise ValueError(f"{url}: MD5 differs from the official {expected_md5}")
-    partial.replace(target)
+    with atomic_file(target, suffix=".part") as partial:
+        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as part:
+            shutil.copyfileobj(response, part)
+        if file_md5(partial) != expected_md5:
+            raise ValueError(f"{url}: MD5 differs from the official {expected_md5}")
     return target

@@ -9,16 +9,15 @@ delta(C) = E ||Pi_C(g)||^2 with g ~ N(0, I_d).
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
 from scipy import integrate, optimize, stats
 from tqdm import tqdm
 
 from prunelimit.estimates import Estimate
+from prunelimit.pruning_function import NegativeCurvature, curvature_magnitudes, pruning_function
 
 Projection = Callable[[np.ndarray], np.ndarray]
-NegativeCurvature = Literal["abs", "flat"]
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -363,14 +362,12 @@ def ellipsoid_width_sq(
     """
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps!r}")
-    if negative not in ("abs", "flat"):
-        raise ValueError(f"negative must be 'abs' or 'flat', got {negative!r}")
     R = np.asarray(R, dtype=np.float64)
     if np.any(R < 0):
         raise ValueError("R must be non-negative")
-    lam = np.asarray(eigenvalues, dtype=np.float64).ravel()
-    lam = np.abs(lam) if negative == "abs" else np.maximum(lam, 0.0)
-    width = np.sum(2 * eps / (lam[None, :] * (R.reshape(-1, 1) ** 2) + 2 * eps), axis=1)
+    lam = curvature_magnitudes(np.ravel(eigenvalues), negative)
+    scale = R.reshape(-1, 1) ** 2 / (2 * eps)
+    width = np.sum(1.0 - pruning_function(lam[None, :], scale), axis=1)
     return float(width[0]) if R.ndim == 0 else width.reshape(R.shape)
 
 

@@ -10,7 +10,6 @@ k / D = rho*(R(k)) with rho*(R) = (1/D) sum_i f_R(lambda_i), f_R(lambda) = lambd
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
 
 import numpy as np
 import torch
@@ -19,8 +18,13 @@ from torch import nn
 
 from prunelimit.geometry import kinematic_a_eta
 from prunelimit.lanczos import SLQResult
+from prunelimit.pruning import magnitude_order
+from prunelimit.pruning_function import (
+    NegativeCurvature,
+    curvature_magnitudes,
+    pruning_function,
+)
 
-NegativeCurvature = Literal["abs", "flat"]
 Spectrum = np.ndarray | Sequence[float] | SLQResult
 Weights = torch.Tensor | np.ndarray | Iterable[torch.Tensor]  # flat, or one tensor per layer
 
@@ -38,11 +42,6 @@ def flat_weights(weights: Weights) -> np.ndarray:
     if flat.size == 0:
         raise ValueError("there are no weights: the model has no prunable (linear or conv) layers")
     return flat
-
-
-def magnitude_order(weights: np.ndarray) -> np.ndarray:
-    """Indices by decreasing |w|, ties broken by increasing index (deterministic)."""
-    return np.argsort(-np.abs(weights), kind="stable")
 
 
 def projection_distances(weights: Weights) -> np.ndarray:
@@ -98,14 +97,6 @@ def loss_tolerance(
 
 
 # ----------------------------------------------------------------------------- the threshold
-def _curvature(eigenvalues: np.ndarray, negative: NegativeCurvature) -> np.ndarray:
-    if negative == "abs":
-        return np.abs(eigenvalues)
-    if negative == "flat":
-        return np.maximum(eigenvalues, 0.0)
-    raise ValueError(f"negative must be 'abs' or 'flat', got {negative!r}")
-
-
 @dataclasses.dataclass(frozen=True)
 class _SpectralMeasure:
     """Quadrature rules (nodes, weights) whose weights sum to 1, one per probe (one for exact)."""
@@ -116,10 +107,10 @@ class _SpectralMeasure:
     def ratio(self, distance: float, eps: float, rules=None) -> float:
         """rho*(R) = (1 - z) * mean over rules of sum_j w_j f_R(theta_j), z the extra mass at 0."""
         scale = distance**2 / (2 * eps)
-        per_rule = [np.sum(w * (n * scale) / (n * scale + 1.0)) for n, w in (rules or self.rules)]
+        per_rule = [np.sum(w * pruning_function(n, scale)) for n, w in (rules or self.rules)]
         return (1 - self.zero_share) * float(np.mean(per_rule))
 
-    def mean_curvature(self, rules=None) -> float:
+    def meancurvature_magnitudes(self, rules=None) -> float:
         """tr(H) / D under the same negative-curvature rule (for the sharpness bound)."""
         return (1 - self.zero_share) * float(
             np.mean([np.sum(w * n) for n, w in (rules or self.rules)])
@@ -137,7 +128,7 @@ def _measure(
                 f"the SLQ result is for D = {spectrum.dimension}, the weights have D = {size}"
             )
         rules = [
-            (_curvature(n, negative), w)
+            (curvature_magnitudes(n, negative), w)
             for n, w in zip(spectrum.nodes, spectrum.weights, strict=True)
         ]
     else:
@@ -146,7 +137,7 @@ def _measure(
             raise ValueError(
                 f"{eigenvalues.size} eigenvalues for D = {size} weights: they must match"
             )
-        rules = [(_curvature(eigenvalues, negative), np.full(size, 1.0 / size))]
+        rules = [(curvature_magnitudes(eigenvalues, negative), np.full(size, 1.0 / size))]
     return _SpectralMeasure(rules, zero_share)
 
 
@@ -229,7 +220,7 @@ def predict_limit(
             lambda k: k / size - (measure.ratio(_distance_at(distances, k), eps) + shift), size
         )
 
-    curvature = measure.mean_curvature()
+    curvature = measure.meancurvature_magnitudes()
 
     def sharpness(k: float) -> float:
         spread = _distance_at(distances, k) ** 2 * curvature
@@ -262,7 +253,7 @@ def predict_limit(
 
 
 # ----------------------------------------------------------------------------- Lanczos spread
-def _check_truncatable(spectrum: SLQResult) -> int:
+def lanczos_steps(spectrum: SLQResult) -> int:
     """The number of Lanczos steps of ``spectrum`` (its longest run); it must be truncatable."""
     if not isinstance(spectrum, SLQResult):
         raise TypeError("the spread over Lanczos steps needs an SLQ result, not eigenvalues")
@@ -291,7 +282,7 @@ def predictions_by_steps(
     """
     if not eps > 0:
         raise ValueError(f"eps must be positive (a loss increase), got {eps!r}")
-    num_steps = _check_truncatable(spectrum)
+    num_steps = lanczos_steps(spectrum)
     distances = projection_distances(weights)
     size = len(distances) - 1
     means, per_probe = [], []
@@ -387,7 +378,7 @@ def prediction_spread(
 
     Needs the tridiagonal matrices (a result of ``slq``, or one stored with them).
     """
-    num_steps = _check_truncatable(spectrum)
+    num_steps = lanczos_steps(spectrum)
     start = max(1, num_steps // 2) if from_steps is None else from_steps
     if not 1 <= start <= num_steps:
         raise ValueError(f"from_steps must be in 1..{num_steps}, got {from_steps}")

@@ -12,9 +12,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from prunelimit.limit import magnitude_order
-
 Masks = list[torch.Tensor]
+
+
+def magnitude_order(weights: np.ndarray) -> np.ndarray:
+    """Indices by decreasing |w|, ties broken by increasing index (deterministic)."""
+    return np.argsort(-np.abs(weights), kind="stable")
 
 
 def _check_ratio(ratio: float) -> float:

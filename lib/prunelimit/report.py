@@ -206,6 +206,13 @@ class Prediction:
             certified.confidence,
         )
 
+    def relation_to(self, actual: float) -> str:
+        """Where the bounds lie against an actual limit: "above" (the prediction keeps more
+        weights than needed), "below" (it promises a sparsity not reached) or "around"."""
+        if self.low > actual:
+            return "above"
+        return "below" if self.high < actual else "around"
+
     @property
     def bounds_kind(self) -> str:
         if self.confidence is not None:

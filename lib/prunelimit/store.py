@@ -11,6 +11,7 @@ so a caller can say what it reused.
 >>> result = store.load_or_compute("accuracy", lambda: {"accuracy": 0.88})
 """
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -20,7 +21,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +71,29 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def write_json_atomic(path: Path, payload: JSONValue) -> None:
-    """Write JSON so that readers see the old file or the complete new one, never a partial one."""
+@contextlib.contextmanager
+def atomic_file(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; when the block ends without an error it is
+    synced and renamed to ``path``, else deleted: readers see the old file or the complete new
+    one, never a partial one. The file is made readable by all (0o644)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=suffix, delete=False) as handle:
+        partial = Path(handle.name)
+    try:
+        yield partial
+        with open(partial, "rb") as written:
+            os.fsync(written.fileno())
+        partial.chmod(0o644)  # temporary files are private (0600); results are shared files
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, payload: JSONValue) -> None:
+    """Write JSON atomically (see ``atomic_file``)."""
     text = json.dumps(payload, indent=1, sort_keys=True, allow_nan=False)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(handle.name, 0o644)  # temporary files are private (0600); results are shared files
-    Path(handle.name).replace(path)
+    with atomic_file(path) as partial:
+        partial.write_text(text)
 
 
 def git_commit() -> str:

@@ -34,6 +34,7 @@ from prunelimit.curvature import GGNOperator, HessianOperator, LossFunction
 from prunelimit.lanczos import SLQResult, slq
 from prunelimit.limit import (
     flat_weights,
+    lanczos_steps,
     loss_tolerance,
     predict_limit,
     prediction_spread,
@@ -68,6 +69,7 @@ from prunelimit.store import (
     is_fresh,
 )
 from prunelimit.training import Augment, Recipe, evaluate, learning_rate, train
+from prunelimit.views import Views
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 CurvatureRule = Literal["ggn", "abs", "flat"]
@@ -90,6 +92,11 @@ class StudyData:
     curvature: Batch | None = None
     test: Batch | None = None
     augment: Augment | None = None
+
+    @classmethod
+    def from_views(cls, views: Views, augment: Augment | None = None) -> "StudyData":
+        """The data of ``load_views``: train, fixed, curvature (its ``hessian`` view), test."""
+        return cls(views.train, views.fixed, views.hessian, views.test, augment)
 
     @property
     def curvature_set(self) -> Batch:
@@ -260,15 +267,18 @@ class LimitStudy:
         self._stages: dict[str, JSONValue] = {}
 
     def _on_device(self, data: StudyData) -> StudyData:
-        def moved(batch: Batch | None) -> Batch | None:
-            return None if batch is None else (batch[0].to(self.device), batch[1].to(self.device))
+        def moved(batch: Batch) -> Batch:
+            return batch[0].to(self.device), batch[1].to(self.device)
+
+        def maybe(batch: Batch | None) -> Batch | None:
+            return None if batch is None else moved(batch)
 
         return dataclasses.replace(
             data,
-            train=moved(data.train),
+            train=maybe(data.train),
             fixed=moved(data.fixed),
-            curvature=moved(data.curvature),
-            test=moved(data.test),
+            curvature=maybe(data.curvature),
+            test=maybe(data.test),
         )
 
     @property
@@ -337,7 +347,7 @@ class LimitStudy:
         return self._model
 
     @property
-    def weights(self) -> list[torch.Tensor]:
+    def weights(self) -> list[nn.Parameter]:
         return prunable_parameters(self.model)
 
     # ------------------------------------------------------------------------- the stages
@@ -412,7 +422,7 @@ class LimitStudy:
                     spectrum, w_star, eps, negative=negative, zero_row_share=zero.share
                 ).to_dict()
 
-            steps = list(range(1, max(len(t.diagonal) for t in spectrum.tridiagonals) + 1))
+            steps = list(range(1, lanczos_steps(spectrum) + 1))
             mean, per_probe = predictions_by_steps(
                 spectrum, w_star, eps, steps, zero_row_share=zero.share
             )
@@ -558,7 +568,9 @@ class LimitStudy:
                     low = candidate if candidate < high else None
                     break
                 high = candidate
-            for _ in range(2 if low is not None else 0):
+            for _ in range(2):
+                if low is None:
+                    break
                 middle = round(math.sqrt(low * high))
                 if middle in (low, high):
                     break

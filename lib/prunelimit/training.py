@@ -13,8 +13,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from prunelimit.curvature import LossFunction, NonFiniteLossError
+from prunelimit.curvature import LossFunction
+from prunelimit.errors import NonFiniteLossError
 from prunelimit.models import prunable_parameters
+from prunelimit.store import atomic_file
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -87,13 +89,6 @@ def penalty(weights: Sequence[torch.Tensor], recipe: Recipe) -> torch.Tensor | f
     return recipe.coefficient / 2 * sum(w.square().sum() for w in weights)
 
 
-def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".part")
-    torch.save(state, partial)
-    partial.replace(path)
-
-
 def train(
     model: nn.Module,
     images: torch.Tensor,
@@ -153,7 +148,8 @@ def train(
         if checkpoint is not None:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
             state |= {"generator": generator.get_state(), "history": history}
-            _save_atomic(state, checkpoint)
+            with atomic_file(checkpoint) as partial:
+                torch.save(state, partial)
     model.eval()
     return history
 

@@ -1,0 +1,5 @@
+"""Errors the library raises that callers may want to catch by type."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss is NaN or infinite on some batch (training, a curvature product, eps)."""
