@@ -93,9 +93,9 @@ class Sweep:
 
     ratios: list[float]
     losses: list[float]
-    accuracies: list[float]
+    accuracies: list[float | None]
     dense_loss: float
-    dense_accuracy: float
+    dense_accuracy: float | None
     tolerance: float
     limit: float
 
@@ -114,7 +114,7 @@ def _magnitude_prefix_masks(params: Sequence[torch.Tensor]) -> Callable[[int], M
 
 def one_shot_sweep(
     params: Sequence[torch.Tensor],
-    evaluate: Callable[[], tuple[float, float]],
+    evaluate: Callable[[], tuple[float, float | None]],
     tolerance: float,
     grid: Sequence[float] = tuple(np.linspace(0.0, 1.0, 21)),
     masks_for: Callable[[Sequence[torch.Tensor], float], Masks] | None = None,
@@ -142,9 +142,9 @@ def one_shot_sweep(
         else lambda k: masks_for(params, k / size)
     )
     dense_loss, dense_accuracy = evaluate()
-    results: dict[int, tuple[float, float]] = {}
+    results: dict[int, tuple[float, float | None]] = {}
 
-    def at(k: int) -> tuple[float, float]:
+    def at(k: int) -> tuple[float, float | None]:
         if k not in results:
             with masked(params, by_count(k)):
                 results[k] = evaluate()

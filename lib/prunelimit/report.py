@@ -14,6 +14,7 @@ import numpy as np
 from prunelimit.certified import CertifiedLimit
 from prunelimit.lanczos import SLQResult
 from prunelimit.limit import LanczosSpread, LimitPrediction, ZeroRowShare, critical_distances
+from prunelimit.pruning import Sweep
 
 RULE_NAMES = {
     "ggn": "Gauss-Newton G, certified",
@@ -27,7 +28,7 @@ class TrainingRecord:
     """history: one dict per epoch (epoch, lr, loss, test_loss, test_accuracy; empty for a model
     trained elsewhere); seconds of wall time; parameter counts (total, prunable)."""
 
-    history: list[dict[str, float]]
+    history: list[dict[str, float | None]]
     seconds: float
     parameters: dict[str, int]
 
@@ -38,16 +39,17 @@ class TrainingRecord:
 
 @dataclasses.dataclass(frozen=True)
 class DenseRecord:
-    """The trained (dense) model: eps, D, loss and accuracy on the fixed and the test examples,
+    """The trained (dense) model: eps, D, loss and accuracy on the fixed and the test examples
+    (accuracy None unless the targets are class indices; test None without test data),
     R(k) at ``distance_k`` (the distance from w* to its k largest weights), |w| quantiles at
     1, 10, 50, 90 and 99 %."""
 
     eps: float
     dimension: int
     fixed_loss: float
-    fixed_accuracy: float
-    test_loss: float
-    test_accuracy: float
+    fixed_accuracy: float | None
+    test_loss: float | None
+    test_accuracy: float | None
     distance_k: list[int]
     distance_R: list[float]
     weight_quantiles: list[float]
@@ -116,22 +118,13 @@ class SpectralPrediction:
 
 
 @dataclasses.dataclass(frozen=True)
-class OneShotRecord:
-    """One-shot magnitude pruning: loss and accuracy on the fixed examples at every ratio
-    evaluated (grid and bisection), the dense loss and tolerance eps, the limit (the smallest
-    evaluated ratio at and above which every one stays within eps), and the test loss and
-    accuracy on the grid."""
+class OneShotRecord(Sweep):
+    """One-shot magnitude pruning: the sweep on the fixed examples (see ``Sweep``: every ratio
+    evaluated, grid and bisection, and the limit), and the test loss and accuracy on the grid."""
 
-    ratios: list[float]
-    losses: list[float]
-    accuracies: list[float]
-    dense_loss: float
-    dense_accuracy: float
-    tolerance: float
-    limit: float
     test_ratios: list[float]
-    test_losses: list[float]
-    test_accuracies: list[float]
+    test_losses: list[float | None]
+    test_accuracies: list[float | None]
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> "OneShotRecord":
@@ -143,7 +136,7 @@ class OneShotRecord:
         within = [
             ratio
             for ratio, accuracy in zip(self.test_ratios, self.test_accuracies, strict=True)
-            if accuracy >= dense_accuracy - drop
+            if accuracy is not None and accuracy >= dense_accuracy - drop
         ]
         return min(within)
 
@@ -176,6 +169,7 @@ class Prediction:
     num_steps: int
     num_probes: int
     confidence: float | None
+    note: str = ""  # e.g. why certified bounds stopped before their tolerance
 
     @classmethod
     def from_spectral(
@@ -204,6 +198,9 @@ class Prediction:
             certified.num_steps,
             certified.num_probes,
             certified.confidence,
+            ""
+            if certified.converged
+            else f"not closed to {certified.tolerance}: {certified.stop_reason}",
         )
 
     def relation_to(self, actual: float) -> str:
@@ -223,7 +220,8 @@ class Prediction:
         return (
             f"{self.rho:.4f} ({self.low:.4f}-{self.high:.4f}, {self.bounds_kind}; "
             f"{RULE_NAMES[self.rule]}; N = {self.num_examples:,}; "
-            f"{self.num_steps} Lanczos steps x {self.num_probes} probes)"
+            f"{self.num_steps} Lanczos steps x {self.num_probes} probes"
+            + (f"; {self.note})" if self.note else ")")
         )
 
 
@@ -260,12 +258,13 @@ class LimitReport:
         return [
             ("D (prunable weights)", f"{self.dimension:,}"),
             ("eps (loss tolerance)", f"{self.eps:.4g}"),
-            ("test accuracy (dense)", f"{self.dense.test_accuracy:.3f}"),
+            ("test accuracy (dense)", _shown(self.dense.test_accuracy, ".3f")),
             ("curvature", f"{RULE_NAMES[self.curvature]}, N = {self.num_examples:,}"),
             ("predicted limit", f"{self.prediction.rho:.4f}"),
             (
                 f"its bounds ({self.prediction.bounds_kind})",
-                f"{self.prediction.low:.4f}-{self.prediction.high:.4f}",
+                f"{self.prediction.low:.4f}-{self.prediction.high:.4f}"
+                + (f" ({self.prediction.note})" if self.prediction.note else ""),
             ),
             ("actual one-shot limit", f"{self.one_shot.limit:.4f}"),
             ("actual retrained limit", f"{retrained.limit:.4f}" if retrained else "not run"),
@@ -274,6 +273,10 @@ class LimitReport:
     def __str__(self) -> str:
         width = max(len(name) for name, _ in self.rows())
         return "\n".join(f"{name:<{width}}  {value}" for name, value in self.rows())
+
+
+def _shown(value: float | None, spec: str) -> str:
+    return "not measured" if value is None else format(value, spec)
 
 
 def _count_inside(values: np.ndarray, ranges: list[tuple[float, float]]) -> int:

@@ -302,11 +302,17 @@ class LimitStudy:
                 )
         return self._stages[name]
 
-    def _evaluate(self, batch: Batch | None) -> tuple[float, float]:
-        """(loss, accuracy) of the model as it is now (nan without data)."""
-        if batch is None:
-            return math.nan, math.nan
-        return evaluate(self._model, *batch, loss_fn=self._custom_loss)
+    def _evaluate(self, batch: Batch, model: nn.Module | None = None) -> tuple[float, float | None]:
+        """(loss, accuracy) of the model as it is now (accuracy None unless the targets are
+        class indices)."""
+        loss, accuracy = evaluate(model or self._model, *batch, loss_fn=self._custom_loss)
+        return loss, None if math.isnan(accuracy) else accuracy
+
+    def _evaluate_test(self, model: nn.Module | None = None) -> dict[str, float | None]:
+        """{"test_loss", "test_accuracy"}, None without test data."""
+        test = self._data.test
+        loss, accuracy = (None, None) if test is None else self._evaluate(test, model)
+        return {"test_loss": loss, "test_accuracy": accuracy}
 
     @property
     def _custom_loss(self) -> LossFunction | None:
@@ -332,9 +338,7 @@ class LimitStudy:
             recipe,
             augment=data.augment,
             checkpoint=checkpoint,
-            on_epoch=lambda: dict(
-                zip(("test_loss", "test_accuracy"), self._evaluate(data.test), strict=True)
-            ),
+            on_epoch=None if data.test is None else lambda: self._evaluate_test(),
             progress=self.progress,
             loss_fn=self._custom_loss,
         )
@@ -369,7 +373,6 @@ class LimitStudy:
                 self.model, self.loss_fn, data.fixed
             )
             fixed_loss, fixed_accuracy = self._evaluate(data.fixed)
-            test_loss, test_accuracy = self._evaluate(data.test)
             distances = projection_distances(self.weights)
             ks = np.unique(np.round(np.geomspace(1, len(distances) - 1, 200)).astype(int))
             magnitudes = np.abs(flat_weights(self.weights))
@@ -378,8 +381,7 @@ class LimitStudy:
                 "dimension": len(distances) - 1,
                 "fixed_loss": fixed_loss,
                 "fixed_accuracy": fixed_accuracy,
-                "test_loss": test_loss,
-                "test_accuracy": test_accuracy,
+                **self._evaluate_test(),
                 "distance_curve": {"k": [0, *ks.tolist()], "R": [distances[0], *distances[ks]]},
                 "weight_quantiles": np.quantile(magnitudes, [0.01, 0.1, 0.5, 0.9, 0.99]).tolist(),
             }
@@ -495,14 +497,14 @@ class LimitStudy:
                 progress=self.progress,
             )
             test = []
-            for ratio in spec.grid:
+            for ratio in spec.grid if data.test is not None else ():
                 masks = global_magnitude_masks(self.weights, ratio)
                 with masked(self.weights, masks):
-                    test.append(self._evaluate(data.test))
+                    test.append(self._evaluate_test())
             return dataclasses.asdict(sweep) | {
-                "test_ratios": list(spec.grid),
-                "test_losses": [loss for loss, _ in test],
-                "test_accuracies": [accuracy for _, accuracy in test],
+                "test_ratios": list(spec.grid) if test else [],
+                "test_losses": [row["test_loss"] for row in test],
+                "test_accuracies": [row["test_accuracy"] for row in test],
             }
 
         return OneShotRecord.from_dict(self._stage("one_shot", compute))
@@ -531,15 +533,9 @@ class LimitStudy:
                 progress=False,
                 loss_fn=self._custom_loss,
             )
-        loss, accuracy = evaluate(model, *data.fixed, loss_fn=self._custom_loss)
-        test_loss, test_accuracy = (
-            evaluate(model, *data.test, loss_fn=self._custom_loss)
-            if data.test is not None
-            else (math.nan, math.nan)
-        )
+        loss, accuracy = self._evaluate(data.fixed, model)
         kept = int(sum(int((w != 0).sum()) for w in weights))
-        return {"k": k, "loss": loss, "accuracy": accuracy, "test_loss": test_loss} | {
-            "test_accuracy": test_accuracy,
+        return {"k": k, "loss": loss, "accuracy": accuracy, **self._evaluate_test(model)} | {
             "nonzero": kept,
         }
 

@@ -97,7 +97,7 @@ def train(
     *,
     augment: Augment | None = None,
     checkpoint: Path | None = None,
-    on_epoch: Callable[[], dict[str, float]] | None = None,
+    on_epoch: Callable[[], dict[str, float | None]] | None = None,
     progress: bool = True,
     loss_fn: LossFunction | None = None,
 ) -> list[dict[str, float]]:

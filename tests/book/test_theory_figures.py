@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from prunelimit import cone_figures, limit_figures
+from companion import cone_figures, limit_figures
 from prunelimit.limit import predict_limit
 from prunelimit.plotting import MIN_TEXT_PX, smallest_text_px
 

@@ -1,4 +1,5 @@
-"""The library imports, and needs no torchvision (there is no CPU build of it)."""
+"""The library imports, and needs no torchvision (there is no CPU build of it) nor any of the
+book's packages."""
 
 import importlib
 import pkgutil
@@ -24,6 +25,16 @@ def test_module_imports(name: str) -> None:
 def test_library_imports_with_torchvision_blocked() -> None:
     # A None entry in sys.modules makes `import torchvision` raise ImportError, installed or not.
     code = "import sys; sys.modules['torchvision'] = None\n" + "".join(
+        f"import {m}\n" for m in MODULES
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_library_stands_alone_without_the_books_packages() -> None:
+    """The library needs none of the book's tools (notebooks, Jupyter Book) nor its code."""
+    blocked = ["companion", "papermill", "jupytext", "nbformat", "IPython", "yaml", "jupyter_book"]
+    code = "".join(f"import sys; sys.modules[{name!r}] = None\n" for name in blocked) + "".join(
         f"import {m}\n" for m in MODULES
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

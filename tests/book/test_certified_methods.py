@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from prunelimit.certified_figures import closing_plot, lanczos_rules_plot
-from prunelimit.experiments.certified_methods import (
+from companion.certified_figures import closing_plot, lanczos_rules_plot
+from companion.certified_methods import (
     SERIES,
     CertifiedMethodsConfig,
     DiagonalOperator,
@@ -21,7 +21,7 @@ from prunelimit.experiments.certified_methods import (
     repeat_problem,
     settled_after,
 )
-from prunelimit.experiments.limit import LimitFactorsConfig
+from companion.limit_studies import LimitFactorsConfig
 from prunelimit.lanczos import slq
 from prunelimit.limit import predict_limit, threshold_curve
 from prunelimit.plotting import MIN_TEXT_PX, smallest_text_px

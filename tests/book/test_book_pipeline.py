@@ -6,8 +6,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from prunelimit.book_pipeline import (
+from companion.pipeline import (
     NotebookError,
+    Page,
+    book_pages,
     execute_notebook,
     is_text_notebook,
     stage_site,
@@ -110,6 +112,78 @@ def test_staging_replaces_text_notebooks_by_executed_ones(tmp_path: Path) -> Non
     assert (site / "book" / "part" / "nb.ipynb").read_text() == "{}"
 
 
+TEMPLATE = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+template:
+  parameter: animal
+  fields: fields_for_test.fields
+  pages:
+    cat_page: cat
+    dog_page: dog
+---
+
+# {{ title }}
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+profile = "cpu"
+recompute = False
+animal = "{{ animal }}"
+```
+
+```{code-cell} ipython3
+print("page of", animal, "under", profile)
+```
+"""
+FIELDS = """def fields(value):
+    return {"title": f"The {value} page", "animal": value}
+"""
+
+
+def test_a_template_is_executed_once_per_page_with_its_fields_filled_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "modules" / "fields_for_test.py", FIELDS)
+    monkeypatch.syspath_prepend(str(tmp_path / "modules"))
+    project = tmp_path / "project"
+    for name in ("_config.yml", "_toc.yml"):
+        write(project / name, "x: 1\n")
+    source = write(project / "book" / "part" / "animal.md", TEMPLATE)
+    part = project / "book" / "part"
+    assert book_pages(project / "book") == [
+        Page(source, part / "cat_page.md", "cat"),
+        Page(source, part / "dog_page.md", "dog"),
+    ]
+    executed = tmp_path / "executed"
+    output = executed / "book" / "part" / "dog_page.ipynb"
+    execute_notebook(source, output, profile="smoke", value="dog")
+    cells = nbformat.read(output, as_version=4).cells
+    assert cells[0].source.strip() == "# The dog page"
+    assert cells[-1].outputs[0].text.strip() == "page of dog under smoke"
+    assert not any("{{" in cell.source for cell in cells), "a mark was not filled in"
+    for value in (None, "cow"):
+        with pytest.raises(NotebookError, match="is a template: name one of its pages"):
+            execute_notebook(source, tmp_path / "other.ipynb", profile="smoke", value=value)
+    with pytest.raises(FileNotFoundError, match=r"cat_page\.ipynb is missing"):
+        stage_site(project, executed, tmp_path / "site")
+    write(executed / "book" / "part" / "cat_page.ipynb", "{}")
+    site = stage_site(project, executed, tmp_path / "site")
+    assert staged_files(site) == [
+        "_config.yml",
+        "_toc.yml",
+        "book/part/cat_page.ipynb",
+        "book/part/dog_page.ipynb",
+    ], "each page is staged, the template itself is not"
+
+
 def staged_files(site: Path) -> list[str]:
     return sorted(str(path.relative_to(site)) for path in site.rglob("*") if path.is_file())
 
@@ -144,7 +218,7 @@ def test_a_page_says_which_stored_results_it_used_and_where_they_came_from(
     body = (
         "\n# A page\n\nIntroduction.\n"
         + PARAMETERS
-        + "\n```{code-cell} ipython3\nfrom prunelimit.experiments import ResultsStore\n\n"
+        + "\n```{code-cell} ipython3\nfrom companion import ResultsStore\n\n"
         'ResultsStore("demo", profile).load_or_compute({"n": 1}, lambda: {"x": 1.0})\n```\n'
         "\n## A section\n"
     )

@@ -9,7 +9,7 @@ import pytest
 
 from prunelimit import data
 from prunelimit.fetch import MissingDataError
-from tests.conftest import PROJECT
+from tests.book.conftest import PROJECT
 
 needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from prunelimit.book_pipeline import text_notebooks
-from tests.conftest import BOOK, PROJECT
+from companion.pipeline import text_notebooks
+from tests.book.conftest import BOOK, PROJECT
 
 PAGES = sorted(path for path in BOOK.rglob("*.md") if "_build" not in path.parts)
 THEORY = sorted((BOOK / "theory").glob("*.md"))

@@ -1,4 +1,5 @@
-"""Every text notebook of the book runs with the smoke profile (one test per notebook)."""
+"""Every page of the book runs with the smoke profile (one test per page; a template runs once
+per page, with its parameter set)."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -6,21 +7,29 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from prunelimit.book_pipeline import text_notebooks
-from tests.conftest import BOOK, PROJECT
+from companion.pipeline import Page, book_pages, read_template, text_notebooks
+from tests.book.conftest import BOOK, PROJECT
 
 NOTEBOOKS = text_notebooks(BOOK)
+PAGES = book_pages(BOOK)
 
 
 def test_the_book_has_notebooks() -> None:
     assert NOTEBOOKS, "no text notebook found under book/: the detection is broken"
 
 
-@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda path: str(path.relative_to(PROJECT)))
+def test_every_notebook_is_a_page_and_a_template_one_per_page() -> None:
+    for source in NOTEBOOKS:
+        template = read_template(source)
+        values = sorted(page.value or "" for page in PAGES if page.source == source)
+        assert values == ([""] if template is None else sorted(template.pages.values())), source
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.path.relative_to(PROJECT)))
 def test_notebook_runs_with_smoke_profile(
-    source: Path, execute_smoke: Callable[[Path], Path]
+    page: Page, execute_smoke: Callable[[Page], Path]
 ) -> None:
-    executed = nbformat.read(execute_smoke(source), as_version=4)
+    executed = nbformat.read(execute_smoke(page), as_version=4)
     code_cells = [cell for cell in executed.cells if cell.cell_type == "code"]
     assert code_cells and all(cell.execution_count for cell in code_cells), (
         "a code cell did not run"
@@ -29,6 +38,10 @@ def test_notebook_runs_with_smoke_profile(
         cell for cell in code_cells if "injected-parameters" in cell.metadata.get("tags", [])
     ]
     assert len(injected) == 1 and 'profile = "smoke"' in injected[0].source
+    template = read_template(page.source)
+    if template is not None:
+        assert f"{template.parameter} = {page.value!r}" in injected[0].source.replace('"', "'")
+        assert "{{" not in "".join(cell.source for cell in executed.cells), "a mark not filled in"
     assert "remove-cell" in injected[0].metadata.tags
     for cell in code_cells:
         outputs = cell.get("outputs", [])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from prunelimit.demonstrate import show_refusal
+from companion.demonstrate import show_refusal
 
 
 class CustomRefusal(RuntimeError):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from prunelimit.curvature_figures import (
+from companion.curvature_figures import (
     convergence_plot,
     density_plot,
     ghost_counts,

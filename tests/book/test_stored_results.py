@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-RESULTS = Path(__file__).parents[1] / "results"
+from tests.book.conftest import PROJECT
+
+RESULTS = PROJECT / "results"
 STORED = sorted(RESULTS.rglob("*.json"))
 PROVENANCE_KEYS = {"commit", "utc", "device", "torch", "profile", "seconds"}
 

@@ -7,21 +7,30 @@ from urllib.parse import urlparse
 
 import pytest
 
-from prunelimit.book_pipeline import build_html, stage_site, text_notebooks
-from prunelimit.experiments.lomp import TASKS
-from tests.conftest import BOOK, PROJECT
+from companion.pipeline import Page, book_pages, build_html, read_template, stage_site
+from companion.tasks import TASKS
+from tests.book.conftest import BOOK, PROJECT
 
 MATHJAX_SCRIPT = re.compile(r'<script[^>]*\bsrc="([^"]*mathjax[^"]*)"', re.IGNORECASE)
+TASK_TEMPLATE = BOOK / "experiments" / "task.md"
+
+
+def task_pages() -> dict[str, str]:
+    """Part III's task pages: the task template's pages (page name -> task), one per task."""
+    template = read_template(TASK_TEMPLATE)
+    assert template is not None, f"{TASK_TEMPLATE} is no longer a template"
+    assert sorted(template.pages.values()) == sorted(TASKS), template.pages
+    return template.pages
 
 
 @pytest.fixture(scope="module")
 def html_root(
     tmp_path_factory: pytest.TempPathFactory,
     executed_dir: Path,
-    execute_smoke: Callable[[Path], Path],
+    execute_smoke: Callable[[Page], Path],
 ) -> Path:
-    for source in text_notebooks(BOOK):
-        execute_smoke(source)
+    for page in book_pages(BOOK):
+        execute_smoke(page)
     scratch = tmp_path_factory.mktemp("book")
     index = build_html(stage_site(PROJECT, executed_dir, scratch / "site"), scratch)
     assert index.is_file()
@@ -65,12 +74,13 @@ def test_executed_outputs_reach_the_html(html_root: Path) -> None:
 
 
 def test_every_figure_cell_renders_an_image(html_root: Path) -> None:
-    """A notebook's cells that assign `figure = ...` each put at least one image on its page."""
-    for source in text_notebooks(BOOK):
-        expected = len(re.findall(r"^figure = ", source.read_text(), flags=re.MULTILINE))
-        page = html_root / source.relative_to(PROJECT).with_suffix(".html")
-        images = len(re.findall(r"<img[^>]+src=\"[^\"]+\.png\"", page.read_text()))
-        assert images >= expected, f"{page.name}: {images} images for {expected} figure cells"
+    """A notebook's cells that assign `figure = ...` each put at least one image on its page (on
+    every page of a template)."""
+    for page in book_pages(BOOK):
+        expected = len(re.findall(r"^figure = ", page.source.read_text(), flags=re.MULTILINE))
+        html = html_root / page.path.relative_to(PROJECT).with_suffix(".html")
+        images = len(re.findall(r"<img[^>]+src=\"[^\"]+\.png\"", html.read_text()))
+        assert images >= expected, f"{html.name}: {images} images for {expected} figure cells"
 
 
 SCRIPT_BODY = re.compile(r"<script>(.*?)</script>", re.DOTALL)
@@ -109,8 +119,8 @@ def test_part_three_pages_name_their_data_number_their_figures_and_show_html_tab
     html_root: Path,
 ) -> None:
     experiments = html_root / "book" / "experiments"
-    for task in TASKS:
-        page = experiments / f"{task.replace('-', '_')}.html"
+    for name in task_pages():
+        page = experiments / f"{name}.html"
         text = page.read_text()
         opening = re.sub(r"<[^>]+>", " ", text[text.index("<h1") :])[:1500]
         assert "The paper:" in opening and "This page, profile" in opening, page.name

@@ -14,6 +14,7 @@ from prunelimit.lanczos import MatrixOperator, SLQResult, lanczos, rademacher_pr
 from prunelimit.limit import (
     LanczosSpread,
     _distance_at,
+    critical_distances,
     loss_tolerance,
     magnitude_order,
     predict_limit,
@@ -246,3 +247,12 @@ def test_meaningless_inputs_are_refused() -> None:
         predict_limit(eigenvalues, weights, 1.0, negative="clip")
     with pytest.raises(ValueError, match="must match"):
         quadratic_limit(np.eye(3), weights, 1.0)
+
+
+def test_critical_distances_invert_the_threshold_equation() -> None:
+    rng = np.random.default_rng(0)
+    eigenvalues, weights = rng.exponential(1.0, 400), rng.normal(size=400)
+    prediction = predict_limit(eigenvalues, weights, eps=0.5)
+    allowed = critical_distances(eigenvalues, 400, 0.5, np.array([prediction.rho, 0.999, 1.0]))
+    assert allowed[0] == pytest.approx(prediction.R, rel=1e-8)
+    assert allowed[1] > allowed[0] and allowed[2] == np.inf

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian, jacrev
 
-from prunelimit import exact_spectra_figures as figures
+from companion import exact_spectra as es
+from companion import exact_spectra_figures as figures
 from prunelimit.curvature import GGNOperator, HessianOperator, dense_ggn, dense_hessian
-from prunelimit.experiments import exact_spectra as es
 from prunelimit.lanczos import MatrixOperator, slq
 from prunelimit.limit import predict_limit
 from prunelimit.models import count_parameters, kaiming_init, mlp, prunable_parameters

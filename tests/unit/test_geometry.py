@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from prunelimit import geometry as G
-from prunelimit.experiments.cones import moreau_check
 
 SAMPLES = 3000
 Z_LIMIT = 4.0
@@ -60,12 +59,6 @@ def test_circular_pi_over_4_is_the_second_order_cone_and_approaches_d_sin2() -> 
 def test_psd(n: int) -> None:
     d = n * (n + 1) // 2
     assert_within(G.statdim_mc(G.project_psd, d, SAMPLES, seed=n), G.statdim_psd(n))
-
-
-def test_projections_are_idempotent_and_satisfy_moreau() -> None:
-    """Idempotence, orthogonality, and x = Pi_C x + Pi_polar x with the polar by its own formula."""
-    for row in moreau_check(d=21, num_points=300):
-        assert max(row["idempotence"], row["orthogonality"], row["moreau"]) < 1e-9, row
 
 
 def test_psd_projection_against_eigenvalue_clipping() -> None:

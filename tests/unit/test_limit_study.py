@@ -1,0 +1,158 @@
+"""LimitStudy: objects in, a typed report out, stages stored and reloaded, checked against
+independent computations (dense float64 G and eigvalsh, the limit functions called directly)."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from prunelimit import study as study_module
+from prunelimit.curvature import dense_ggn
+from prunelimit.lanczos import SLQResult
+from prunelimit.limit import flat_weights, predict_limit, prediction_spread
+from prunelimit.models import prunable_parameters
+from prunelimit.report import LimitReport
+from prunelimit.study import HessianSpec, LimitStudy, PruningSpec, StudyData
+from prunelimit.training import Recipe
+
+CLASSES = 3
+
+
+def _data(seed: int = 0, size: int = 384) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(CLASSES, 6, generator=generator) * 2
+    labels = torch.randint(0, CLASSES, (size,), generator=generator)
+    return centres[labels] + torch.randn(size, 6, generator=generator), labels
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, CLASSES))
+
+
+def _study_data() -> StudyData:
+    train, test = _data(0), _data(1, 128)
+    return StudyData(train=train, fixed=train, curvature=(train[0][:64], train[1][:64]), test=test)
+
+
+SMALL = {
+    "hessian": HessianSpec(num_steps=12, num_probes=2, zero_rows=8, chunk_size=64),
+    "pruning": PruningSpec(grid=(0.05, 0.1, 0.2, 0.4, 0.7, 1.0), resolution=1e-2),
+    "retrain_epochs": 1,
+    "progress": False,
+    "device": "cpu",
+}
+
+
+def _study(tmp_path: Path | None, **changes: object) -> LimitStudy:
+    options = {"recipe": Recipe(3, 0.1, coefficient=1e-4), "curvature": "abs"} | SMALL
+    return LimitStudy(_model(), _study_data(), store=tmp_path, **(options | changes))
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LimitReport]:
+    folder = tmp_path_factory.mktemp("study")
+    return folder, _study(folder).run()
+
+
+def test_the_report_is_typed_and_holds_every_stage(stored) -> None:
+    _, report = stored
+    assert isinstance(report, LimitReport)
+    assert report.dimension == 6 * 12 + 12 * CLASSES and report.num_examples == 64
+    assert report.prediction.rule == "abs" and report.spectral is not None
+    assert report.prediction.low <= report.prediction.rho <= report.prediction.high
+    assert report.retrained is not None and report.retrained.limit <= report.one_shot.limit
+    assert len(report.training.history) == 3 and report.eps > 0
+    assert set(report.provenance) >= {"train", "dense", "limit", "one_shot", "retrained"}
+    assert "N = 64" in str(report.prediction) and "predicted limit" in str(report)
+
+
+def test_the_prediction_equals_the_limit_functions_called_directly(stored) -> None:
+    folder, report = stored
+    study = _study(folder)
+    weights = flat_weights(study.weights)
+    spectrum = report.spectral.spectrum
+    zero = report.spectral.zero_rows.share
+    direct = predict_limit(spectrum, weights, report.eps, zero_row_share=zero)
+    spread = prediction_spread(spectrum, weights, report.eps, zero_row_share=zero)
+    assert report.spectral.prediction == direct
+    assert (report.prediction.low, report.prediction.high) == (spread.low, spread.high)
+    assert isinstance(spectrum, SLQResult) and spectrum.dimension == report.dimension
+
+
+def test_a_rerun_loads_every_stage_without_training(stored, monkeypatch) -> None:
+    folder, report = stored
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a stored study must not train again")
+
+    monkeypatch.setattr(study_module, "train", refuse)
+    monkeypatch.setattr(study_module, "slq", refuse)
+    again = _study(folder).run()
+    assert again.prediction == report.prediction and again.one_shot == report.one_shot
+    assert again.retrained == report.retrained
+
+
+def test_stages_are_stored_under_a_key_of_settings_model_and_data(stored) -> None:
+    folder, _ = stored
+    study = _study(folder)
+    assert study.folder == folder / study.key
+    stored_dense = json.loads((study.folder / "dense.json").read_text())
+    assert set(stored_dense) == {"config", "result", "provenance"}
+    assert stored_dense["config"]["curvature"] == "abs"
+    other_settings = _study(folder, recipe=Recipe(3, 0.05, coefficient=1e-4))
+    other_model = LimitStudy(_model(seed=1), _study_data(), store=folder, **SMALL)
+    assert len({study.key, other_settings.key, other_model.key}) == 3
+    chunked = _study(folder, hessian=dataclasses.replace(SMALL["hessian"], chunk_size=16))
+    assert chunked.key == study.key, "the chunk size cannot change a result"
+
+
+def test_the_certified_rule_brackets_the_exact_prediction_of_g(tmp_path: Path) -> None:
+    report = _study(tmp_path, curvature="ggn").run()
+    assert report.certified is not None and report.prediction.confidence == 0.99
+    trained = _study(tmp_path, curvature="ggn")  # loads the trained model from its checkpoint
+    data = trained.data
+    weights = prunable_parameters(trained.model)
+    exact = np.linalg.eigvalsh(
+        dense_ggn(trained.model, nn.CrossEntropyLoss(), data.curvature, weights).numpy()
+    )
+    rho = predict_limit(exact, flat_weights(weights), report.eps).rho
+    assert report.prediction.low - 1e-9 <= rho <= report.prediction.high + 1e-9
+    assert report.prediction.high - report.prediction.low <= 0.01 or not report.certified.converged
+
+
+def test_a_trained_model_without_training_data_and_without_retraining(tmp_path: Path) -> None:
+    data = dataclasses.replace(_study_data(), train=None)
+    options = SMALL | {"retrain_epochs": 0}
+    report = LimitStudy(_model(), data, curvature="abs", store=tmp_path, **options).run()
+    assert report.retrained is None and report.training.history == []
+    with pytest.raises(ValueError, match=r"data\.train is None"):
+        LimitStudy(_model(), data, recipe=Recipe(1, 0.1), **SMALL)
+
+
+def test_bad_settings_get_clear_errors() -> None:
+    with pytest.raises(ValueError, match="unknown curvature rule 'hessian'"):
+        LimitStudy(_model(), _study_data(), curvature="hessian", **SMALL)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"curvature_examples must be in 1\.\.64"):
+        LimitStudy(_model(), _study_data(), curvature_examples=65, **SMALL)
+    with pytest.raises(ValueError, match="eps must be positive"):
+        LimitStudy(_model(), _study_data(), eps=0.0, **SMALL)
+
+
+def test_without_a_store_nothing_is_written(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    report = _study(None, retrain_epochs=0).run()
+    assert report.folder is None and report.provenance == {} and not any(tmp_path.iterdir())
+
+
+def test_without_test_data_the_test_metrics_are_none_and_stored(tmp_path: Path) -> None:
+    data = dataclasses.replace(_study_data(), test=None)
+    report = LimitStudy(_model(), data, recipe=Recipe(1, 0.1), store=tmp_path, **SMALL).run()
+    assert report.dense.test_loss is None and report.dense.test_accuracy is None
+    assert report.one_shot.test_ratios == [] and "test_loss" not in report.training.history[0]
+    assert report.retrained is not None and report.retrained.trials[0]["test_loss"] is None
+    assert "not measured" in str(report)
