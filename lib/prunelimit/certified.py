@@ -204,7 +204,7 @@ def certified_limit(
     bar = tqdm(total=max_products, desc="certified limit", unit="product", disable=not progress)
     while True:
         for _ in range(check_every):
-            if recurrence.num_steps < size and products < max_products:
+            if recurrence.num_steps < size and products + recurrence.num_probes <= max_products:
                 taken = recurrence.step()
                 products += taken
                 bar.update(taken)
@@ -231,7 +231,7 @@ def certified_limit(
         if high - low <= tolerance:
             converged, reason = True, f"the interval is at most {tolerance:g} wide"
             break
-        if products >= max_products:
+        if products + recurrence.num_probes > max_products:  # not one more step affordable
             converged, reason = False, f"the budget of {max_products} products is spent"
             break
         quadrature_closed = (
@@ -243,6 +243,13 @@ def certified_limit(
             break
         if quadrature_closed:
             extra = min(recurrence.num_probes, max_probes - recurrence.num_probes)
+            if products + extra * recurrence.num_steps > max_products:
+                converged = False
+                reason = (
+                    f"the budget of {max_products} products cannot pay for {extra} more probes "
+                    f"at {recurrence.num_steps} steps"
+                )
+                break
             added = new_runs(extra)
             while added.num_steps < recurrence.num_steps and (taken := added.step()):
                 products += taken

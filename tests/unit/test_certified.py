@@ -161,6 +161,23 @@ def test_a_budget_stops_the_search_and_says_so():
     assert result.num_products == 30
 
 
+def test_doubling_the_probes_never_overspends_the_budget():
+    matrix, _, _ = psd_matrix(200, 190, seed=13)  # rank 10: the quadrature closes at once
+    for budget in (40, 75, 130):
+        result = certified_limit(
+            MatrixOperator(torch.tensor(matrix)),
+            np.linspace(-1, 1, 200),
+            eps=0.01,
+            tolerance=0.01,
+            max_products=budget,
+            check_every=5,
+            grid_points=64,
+            progress=False,
+        )
+        assert result.num_probes > 1, "the test needs probe doublings"
+        assert result.num_products <= budget and "budget" in result.stop_reason
+
+
 def test_an_indefinite_operator_is_refused():
     matrix, _, _ = psd_matrix(100, 0, seed=14)
     indefinite = matrix - 2 * np.median(np.linalg.eigvalsh(matrix)) * np.eye(100)
