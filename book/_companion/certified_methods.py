@@ -25,13 +25,13 @@ from prunelimit.certified import certified_limit
 from prunelimit.curvature import dense_ggn
 from prunelimit.lanczos import SLQResult, rademacher_probes
 from prunelimit.limit import (
-    NegativeCurvature,
     flat_weights,
     predict_limit,
     predictions_by_steps,
     projection_distances,
 )
 from prunelimit.models import prunable_parameters
+from prunelimit.pruning_function import NegativeCurvature, curvature_magnitudes
 from prunelimit.quadrature import LanczosRecurrence
 
 
@@ -51,16 +51,6 @@ class DiagonalOperator:
 
 
 # ------------------------------------------------------------------------ the regularised trace
-def curvature_values(eigenvalues: np.ndarray, negative: NegativeCurvature) -> np.ndarray:
-    """The eigenvalues of A: |lambda| (``"abs"``) or max(lambda, 0) (``"flat"``)."""
-    eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
-    if negative == "abs":
-        return np.abs(eigenvalues)
-    if negative == "flat":
-        return np.maximum(eigenvalues, 0.0)
-    raise ValueError(f"negative must be 'abs' or 'flat', got {negative!r}")
-
-
 def regularisation_scale(weights: np.ndarray, eps: float, ratio: float) -> float:
     """c = 2 eps / R(k)^2 at k = ratio D (R^2 interpolated linearly between integers)."""
     distances = projection_distances(weights)
@@ -85,7 +75,7 @@ def regularised_trace_rows(
 ) -> list[dict[str, float]]:
     """At each ratio k/D: c, lambda_max / c, rho*(k) as a regularised trace, the share of
     eigenvalues of A above c, and the share within a factor 10 of c."""
-    curvature = curvature_values(eigenvalues, negative)
+    curvature = curvature_magnitudes(eigenvalues, negative)
     rows = []
     for ratio in ratios:
         scale = regularisation_scale(weights, eps, ratio)

@@ -19,7 +19,7 @@ from prunelimit.certified import certified_limit
 from prunelimit.curvature import GGNOperator, HessianOperator
 from prunelimit.lanczos import slq
 from prunelimit.limit import flat_weights, prediction_spread
-from prunelimit.store import Recompute
+from prunelimit.store import EXECUTION_KNOB, Recompute
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,7 @@ class DataSizeConfig(ProfiledConfig):
     hessian_sizes: tuple[int, ...] = (1_000, 5_000)
     hessian_steps: int = 128
     hessian_probes: int = 2
-    chunk_size: int = 10_000
+    chunk_size: int = dataclasses.field(default=10_000, metadata=EXECUTION_KNOB)
     seed: int = 0
 
 

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from companion.tasks import ExperimentConfig, PlainRun, describe_run
 from prunelimit.lanczos import SLQResult
 from prunelimit.limit import LanczosSpread
+from prunelimit.plots import ONE_SHOT, PREDICTED, RETRAINED, actual_limit_lines
 from prunelimit.plotting import book_figure
 from prunelimit.report import (
     LimitReport,
@@ -23,8 +24,6 @@ from prunelimit.report import (
     agreement,
 )
 from prunelimit.tables import Table, records_table
-
-PREDICTED, ONE_SHOT, RETRAINED = "crimson", "tab:blue", "tab:green"
 
 
 def _spectral(report: LimitReport) -> SpectralPrediction:
@@ -131,11 +130,7 @@ def _limit_lines(
         lw=2,
         label=f"predicted {spread.describe(compact=True)}",
     )
-    ax.axvline(one_shot, color=ONE_SHOT, ls="--", lw=2, label=f"one-shot limit {one_shot:.3f}")
-    if retrained is not None:
-        ax.axvline(
-            retrained, color=RETRAINED, ls=":", lw=2, label=f"retrained limit {retrained:.3f}"
-        )
+    actual_limit_lines(ax, one_shot, retrained)
 
 
 def _bounds_zoom(ax: Axes, spectral: SpectralPrediction) -> None:

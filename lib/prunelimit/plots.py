@@ -4,12 +4,22 @@ Ratios on the x axes are fractions of the D prunable weights KEPT (log scale).
 """
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from prunelimit.plotting import book_figure
 from prunelimit.report import LimitReport
 
 PREDICTED, ONE_SHOT, RETRAINED = "crimson", "tab:blue", "tab:green"
+
+
+def actual_limit_lines(ax: Axes, one_shot: float, retrained: float | None) -> None:
+    """Vertical lines at the actual one-shot limit (dashed) and the retrained one (dotted)."""
+    ax.axvline(one_shot, color=ONE_SHOT, ls="--", lw=2, label=f"one-shot limit {one_shot:.3f}")
+    if retrained is not None:
+        ax.axvline(
+            retrained, color=RETRAINED, ls=":", lw=2, label=f"retrained limit {retrained:.3f}"
+        )
 
 
 @book_figure
@@ -29,17 +39,7 @@ def pruning_plot(report: LimitReport) -> Figure:
     for ax in (loss_ax, accuracy_ax):
         ax.axvspan(prediction.low, prediction.high, color=PREDICTED, alpha=0.2)
         ax.axvline(prediction.rho, color=PREDICTED, lw=2, label=f"predicted {prediction.rho:.3f}")
-        ax.axvline(
-            one_shot.limit, color=ONE_SHOT, ls="--", lw=2, label=f"one-shot {one_shot.limit:.3f}"
-        )
-        if retrained is not None:
-            ax.axvline(
-                retrained.limit,
-                color=RETRAINED,
-                ls=":",
-                lw=2,
-                label=f"retrained {retrained.limit:.3f}",
-            )
+        actual_limit_lines(ax, one_shot.limit, retrained.limit if retrained else None)
         ax.set(xscale="log", xlabel="pruning ratio (fraction kept)")
     loss_ax.set(ylabel="training loss (fixed examples)", yscale="log")
     accuracy_ax.set(ylabel="test accuracy", ylim=(0, 1))
