@@ -29,15 +29,6 @@ def ghost_plot(result: dict) -> Figure:
     return figure
 
 
-def ghost_counts(result: dict, tolerance: float = 1e-6) -> dict[str, int]:
-    """How many final Ritz values sit on the top eigenvalue, per variant (1 = no ghost)."""
-    top = result["top_exact"]
-    return {
-        key: int(np.sum(np.abs(np.asarray(result[key][-1]) - top) <= tolerance * abs(top)))
-        for key in ("ritz_without", "ritz_with")
-    }
-
-
 @book_figure
 def density_plot(slq_result: SLQResult, exact: np.ndarray, sigma: float) -> Figure:
     """SLQ density (smoothed) against the histogram of the exact eigenvalues, linear and log."""

@@ -219,3 +219,12 @@ def spectrum_experiment(config: SpectrumConfig) -> dict:
         "gridded": gridded,
         "slq": finest.to_dict(),
     }
+
+
+def ghost_counts(result: dict, tolerance: float = 1e-6) -> dict[str, int]:
+    """How many final Ritz values sit on the top eigenvalue, per variant (1 = no ghost)."""
+    top = result["top_exact"]
+    return {
+        key: int(np.sum(np.abs(np.asarray(result[key][-1]) - top) <= tolerance * abs(top)))
+        for key in ("ritz_without", "ritz_with")
+    }

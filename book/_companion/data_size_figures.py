@@ -1,19 +1,13 @@
-"""Figures and tables of the data-size study: they draw stored points and compute nothing new."""
+"""Figures and tables of the data-size study: they draw stored points and compute nothing new
+(the trend and the findings are in ``companion.data_size``)."""
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from companion.data_size import trend
 from prunelimit.plotting import book_figure
 from prunelimit.tables import Table, table
-
-
-def trend(points: list[dict]) -> tuple[float, float]:
-    """(slope, intercept) of log10(rho) against log10(N) over the certified midpoints."""
-    sizes = np.log10([p["N"] for p in points])
-    middles = np.log10([p["rho"] for p in points])
-    slope, intercept = np.polyfit(sizes, middles, 1)
-    return float(slope), float(intercept)
 
 
 def _intervals(ax: plt.Axes, points: list[dict], marker: str, color: str, label: str) -> None:
@@ -68,39 +62,6 @@ def prediction_vs_size(
     )
     ax.legend(loc="lower right")
     return figure
-
-
-def findings(points: dict[str, list[dict]], limits: dict[str, float], train_size: int) -> str:
-    """What the figure shows, in sentences whose numbers come from the stored points."""
-    ggn, hessian = points["G"], points["|H|"]
-    slope, intercept = trend(ggn)
-    first, last = ggn[0], ggn[-1]
-    top = max(p["high"] for p in ggn)
-    one_shot, retrained = limits["one-shot limit"], limits["retrained limit"]
-    below_rank = all(p["high"] <= p["rank_bound"] + 1e-12 for p in ggn)
-    sentences = [
-        f"G's certified prediction grows with N: from [{first['low']:.4f}, "
-        f"{first['high']:.4f}] at N = {first['N']:,} to [{last['low']:.4f}, "
-        f"{last['high']:.4f}] at N = {last['N']:,}, roughly as N^{slope:.2f}. Carried to "
-        f"all {train_size:,} training examples, the trend gives "
-        f"{10 ** (intercept + slope * np.log10(train_size)):.3f}; the rank bound there is "
-        f"{train_size * last['rank_bound'] / last['N']:.3f}.",
-        ("Every interval stays at or below" if below_rank else "Some intervals exceed")
-        + f" the rank bound, and the largest certified value, {top:.4f}, is "
-        f"{one_shot / top:.0f} times below the one-shot limit ({one_shot:.3f}) and "
-        f"{retrained / top:.0f} times below the retrained limit ({retrained:.3f}).",
-    ]
-    if hessian:
-        spreads = "; ".join(
-            f"{p['rho']:.3f} ({p['low']:.3f}-{p['high']:.3f}) at N = {p['N']:,}" for p in hessian
-        )
-        ratio = min(p["high"] - p["low"] for p in hessian) / max(p["high"] - p["low"] for p in ggn)
-        sentences.append(
-            f"The |H| rule gives {spreads}: far above G's prediction, and its spread over "
-            f"Lanczos truncations and probes is at least {ratio:.0f} times wider than the "
-            "widest certified interval."
-        )
-    return " ".join(sentences)
 
 
 def points_table(points: dict[str, list[dict]]) -> Table:

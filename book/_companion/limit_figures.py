@@ -4,18 +4,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from prunelimit.limit import threshold_curve
 from prunelimit.plotting import book_figure
 
 
 @book_figure
-def threshold_plot(
-    eigenvalues: np.ndarray, weights: np.ndarray, eps: float, prediction: dict
-) -> Figure:
-    """rho*(R(k)) against k / D, the diagonal k / D, their crossing, and the bounds."""
+def threshold_plot(ratio: np.ndarray, rho_star: np.ndarray, prediction: dict) -> Figure:
+    """rho*(R(k)) against k / D, the diagonal k / D, their crossing, and the bounds: ``ratio``
+    and ``rho_star`` as computed by ``prunelimit.limit.threshold_curve``."""
     figure, ax = plt.subplots(figsize=(6.5, 4))
-    ratio, curve = threshold_curve(eigenvalues, weights, eps)
-    ax.plot(ratio, curve, label=r"$\rho^*(R(k)) = \frac{1}{D}\mathrm{tr}\, f_{R(k)}(H)$")
+    ax.plot(ratio, rho_star, label=r"$\rho^*(R(k)) = \frac{1}{D}\mathrm{tr}\, f_{R(k)}(H)$")
     ax.plot(ratio, ratio, color="k", lw=0.8, label="$k / D$")
     ax.axvspan(prediction["lower"], prediction["upper"], color="0.9", label="lower to upper bound")
     ax.axvline(prediction["sharpness_bound"], color="tab:orange", ls="--", label="sharpness bound")

@@ -6,8 +6,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from companion.data_size import DataSizeConfig
-from companion.data_size_figures import findings, points_table, prediction_vs_size, trend
+from companion.data_size import DataSizeConfig, findings, trend
+from companion.data_size_figures import points_table, prediction_vs_size
 from prunelimit.plotting import MIN_TEXT_PX, smallest_text_px
 
 

@@ -351,19 +351,19 @@ def _handmade() -> dict:
 
 def test_curvature_scale_by_hand() -> None:
     result = _handmade()
-    absolute = figures.curvature_scale(result, "abs")  # c = 2 * 0.5 / 4 = 0.25
+    absolute = es.curvature_scale(result, "abs")  # c = 2 * 0.5 / 4 = 0.25
     assert absolute == pytest.approx({"shift": 0.25, "share_within": 0.5, "top_over_shift": 16})
-    ggn = figures.curvature_scale(result, "ggn")  # c = 1: -1e-18, 0.2, 0.3 lie within
+    ggn = es.curvature_scale(result, "ggn")  # c = 1: -1e-18, 0.2, 0.3 lie within
     assert ggn == pytest.approx({"shift": 1.0, "share_within": 0.75, "top_over_shift": 5.0})
 
 
 def test_estimator_summaries_by_hand() -> None:
     result = _handmade()
-    (summary,) = figures.slq_summary(result)
+    (summary,) = es.slq_summary(result)
     assert summary["mean_error"] == pytest.approx(-0.01)
     assert summary["max_abs_error"] == pytest.approx(0.04)
     assert math.isnan(summary["mean_stderr"]) and summary["spreads"] == 0
-    certified = figures.certified_summary(result)
+    certified = es.certified_summary(result)
     assert (certified["inside"], certified["runs"], certified["converged"]) == (1, 2, 1)
     assert certified["mean_width"] == pytest.approx(0.07)
     assert certified["mean_products"] == 200
@@ -377,5 +377,5 @@ def test_tables_figures_and_text(result) -> None:
         assert len(made.rows) == 2
     for draw in (figures.spectrum_plot, figures.error_plot):
         assert smallest_text_px(draw(results)) >= MIN_TEXT_PX
-    text = figures.findings(results, ANALYSIS.certified_tolerance)
+    text = es.findings(results, ANALYSIS.certified_tolerance)
     assert "nan" not in text.lower() and result["label"].split(",")[0] in text

@@ -10,10 +10,10 @@ from matplotlib.figure import Figure
 from companion.curvature_figures import (
     convergence_plot,
     density_plot,
-    ghost_counts,
     ghost_plot,
     gridded_bias_plot,
 )
+from companion.curvature_studies import ghost_counts
 from prunelimit.lanczos import SLQResult
 from prunelimit.plotting import MIN_TEXT_PX, smallest_text_px
 

@@ -14,7 +14,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from companion import cone_figures, limit_figures
-from prunelimit.limit import predict_limit
+from prunelimit.limit import predict_limit, threshold_curve
 from prunelimit.plotting import MIN_TEXT_PX, smallest_text_px
 
 
@@ -62,7 +62,8 @@ def _quadratic_rows() -> list[dict]:
 def _threshold_args() -> tuple:
     rng = np.random.default_rng(0)
     eigenvalues, weights = rng.exponential(1.0, 50), rng.standard_normal(50)
-    return eigenvalues, weights, 0.1, predict_limit(eigenvalues, weights, 0.1).to_dict()
+    ratio, rho_star = threshold_curve(eigenvalues, weights, 0.1)
+    return ratio, rho_star, predict_limit(eigenvalues, weights, 0.1).to_dict()
 
 
 FIGURES: dict[str, Callable[[], Figure]] = {
