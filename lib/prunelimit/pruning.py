@@ -100,7 +100,7 @@ class Sweep:
     limit: float
 
 
-def _magnitude_prefix_masks(params: Sequence[torch.Tensor]) -> Callable[[int], Masks]:
+def magnitude_prefix_masks(params: Sequence[torch.Tensor]) -> Callable[[int], Masks]:
     """Global magnitude masks by kept count, from one sort (equal to ``global_magnitude_masks``)."""
     order = magnitude_order(_flat_magnitudes(params))
 
@@ -137,7 +137,7 @@ def one_shot_sweep(
         raise ValueError(f"tolerance must be >= 0 (the loss allowance eps), got {tolerance}")
     size = _flat_magnitudes(params).size
     by_count = (
-        _magnitude_prefix_masks(params)
+        magnitude_prefix_masks(params)
         if masks_for is None
         else lambda k: masks_for(params, k / size)
     )

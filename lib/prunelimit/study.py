@@ -48,6 +48,7 @@ from prunelimit.pruning import (
     frozen_mask,
     global_magnitude_masks,
     kept_count,
+    magnitude_prefix_masks,
     masked,
     one_shot_sweep,
 )
@@ -496,10 +497,9 @@ class LimitStudy:
                 resolution=max(1, math.ceil(spec.resolution * dense.dimension)),
                 progress=self.progress,
             )
-            test = []
+            test, masks_keeping = [], magnitude_prefix_masks(self.weights)  # one sort
             for ratio in spec.grid if data.test is not None else ():
-                masks = global_magnitude_masks(self.weights, ratio)
-                with masked(self.weights, masks):
+                with masked(self.weights, masks_keeping(kept_count(dense.dimension, ratio))):
                     test.append(self._evaluate_test())
             return dataclasses.asdict(sweep) | {
                 "test_ratios": list(spec.grid) if test else [],
