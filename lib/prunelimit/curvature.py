@@ -65,10 +65,11 @@ def _check_eval_mode(model: nn.Module) -> None:
         )
 
 
-def _is_tensor_pair(data: Batch | Iterable[Batch]) -> "TypeIs[Batch]":
-    """Whether ``data`` is one pair of tensors (x, y) rather than an iterable of batches."""
+def is_tensor_pair(data: object) -> "TypeIs[Batch]":
+    """Whether ``data`` is one pair of tensors (x, y) (a tuple, or the list a ``DataLoader``
+    yields) rather than an iterable of batches."""
     return (
-        isinstance(data, tuple)
+        isinstance(data, tuple | list)
         and len(data) == 2
         and all(isinstance(t, torch.Tensor) for t in data)
     )
@@ -76,7 +77,7 @@ def _is_tensor_pair(data: Batch | Iterable[Batch]) -> "TypeIs[Batch]":
 
 def _chunks(data: Batch | Iterable[Batch], chunk_size: int) -> Iterable[Batch]:
     """The data as (x, y) chunks: tensors are split; an iterable of batches is kept as is."""
-    if _is_tensor_pair(data):
+    if is_tensor_pair(data):
         inputs, targets = data
         if len(inputs) != len(targets):
             raise ValueError(

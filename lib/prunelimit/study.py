@@ -21,7 +21,7 @@ import functools
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from prunelimit.certified import CertifiedLimit, certified_limit
-from prunelimit.curvature import GGNOperator, HessianOperator, LossFunction
+from prunelimit.curvature import GGNOperator, HessianOperator, LossFunction, is_tensor_pair
 from prunelimit.lanczos import SLQResult, slq
 from prunelimit.limit import (
     flat_weights,
@@ -77,9 +77,31 @@ CurvatureRule = Literal["ggn", "abs", "flat"]
 CURVATURE_RULES: tuple[str, ...] = ("ggn", "abs", "flat")
 
 
+def as_tensor_pair(data: Batch | Iterable[Batch], name: str) -> Batch:
+    """One (inputs [N, ...], targets [N, ...]) pair: a tensor pair as it is, an iterable of
+    (inputs, targets) batches (a list, a ``DataLoader``) concatenated on the CPU in its order."""
+    if is_tensor_pair(data):
+        inputs, targets = data
+    else:
+        batches = list(data)
+        if not batches or not all(is_tensor_pair(batch) for batch in batches):
+            raise TypeError(
+                f"{name} must be a tensor pair (inputs, targets) or an iterable of such "
+                "batches (e.g. a DataLoader over a TensorDataset), with at least one batch"
+            )
+        inputs = torch.cat([batch[0].detach().cpu() for batch in batches])
+        targets = torch.cat([batch[1].detach().cpu() for batch in batches])
+    if len(inputs) != len(targets):
+        raise ValueError(
+            f"{name}: inputs and targets differ in length ({len(inputs)} and {len(targets)})"
+        )
+    return inputs, targets
+
+
 @dataclasses.dataclass(frozen=True)
 class StudyData:
-    """The data of a study, as (inputs [N, ...], targets [N, ...]) tensor pairs.
+    """The data of a study, as (inputs [N, ...], targets [N, ...]) tensor pairs
+    (``from_batches`` takes iterables of batches, such as ``DataLoader`` s, instead).
 
     train: what training and retraining see (None: the model is trained already and is not
     retrained). fixed: unaugmented training examples on which eps, the dense loss and the actual
@@ -93,6 +115,42 @@ class StudyData:
     curvature: Batch | None = None
     test: Batch | None = None
     augment: Augment | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("train", "fixed", "curvature", "test"):
+            value = getattr(self, name)
+            if (value is not None or name == "fixed") and not is_tensor_pair(value):
+                raise TypeError(
+                    f"StudyData.{name} must be a tensor pair (inputs, targets); for a "
+                    "DataLoader or another iterable of batches use StudyData.from_batches"
+                )
+            if value is not None:
+                object.__setattr__(self, name, as_tensor_pair(value, f"StudyData.{name}"))
+
+    @classmethod
+    def from_batches(
+        cls,
+        train: Batch | Iterable[Batch] | None,
+        fixed: Batch | Iterable[Batch],
+        curvature: Batch | Iterable[Batch] | None = None,
+        test: Batch | Iterable[Batch] | None = None,
+        augment: Augment | None = None,
+    ) -> "StudyData":
+        """The sets from tensor pairs or iterables of (inputs, targets) batches (lists,
+        ``DataLoader`` s), each read once, in its order, into tensors on the CPU: every set must
+        fit in memory, and a loader's random transforms would be frozen at that one pass, so
+        give them as ``augment`` instead."""
+
+        def read(data: Batch | Iterable[Batch] | None, name: str) -> Batch | None:
+            return None if data is None else as_tensor_pair(data, name)
+
+        return cls(
+            read(train, "train"),
+            as_tensor_pair(fixed, "fixed"),
+            read(curvature, "curvature"),
+            read(test, "test"),
+            augment,
+        )
 
     @classmethod
     def from_views(cls, views: Views, augment: Augment | None = None) -> "StudyData":

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from prunelimit import study as study_module
 from prunelimit.curvature import dense_ggn
@@ -156,3 +157,39 @@ def test_without_test_data_the_test_metrics_are_none_and_stored(tmp_path: Path) 
     assert report.one_shot.test_ratios == [] and "test_loss" not in report.training.history[0]
     assert report.retrained is not None and report.retrained.trials[0]["test_loss"] is None
     assert "not measured" in str(report)
+
+
+def test_data_loaders_give_the_same_tensors_study_and_report_as_tensors() -> None:
+    tensors = _study_data()
+
+    def loader(batch: tuple[torch.Tensor, torch.Tensor] | None) -> DataLoader:
+        assert batch is not None
+        return DataLoader(TensorDataset(*batch), batch_size=50, shuffle=False)
+
+    loaded = StudyData.from_batches(
+        loader(tensors.train),
+        loader(tensors.fixed),
+        list(loader(tensors.curvature)),  # a list of batches works as well
+        loader(tensors.test),
+    )
+    for name in ("train", "fixed", "curvature", "test"):
+        ours, reference = getattr(loaded, name), getattr(tensors, name)
+        assert isinstance(ours, tuple)
+        assert all(torch.equal(a, b) for a, b in zip(ours, reference, strict=True)), name
+    options = SMALL | {"retrain_epochs": 0}
+    from_tensors = LimitStudy(_model(), tensors, curvature="abs", **options)
+    from_loaders = LimitStudy(_model(), loaded, curvature="abs", **options)
+    assert from_loaders.key == from_tensors.key
+    assert from_loaders.run().prediction == from_tensors.run().prediction
+
+
+def test_data_that_is_not_a_tensor_pair_gets_a_clear_error() -> None:
+    train = _data(0)
+    with pytest.raises(TypeError, match=r"StudyData\.fixed must be a tensor pair.*from_batches"):
+        StudyData(train=train, fixed=DataLoader(TensorDataset(*train), batch_size=32))
+    with pytest.raises(TypeError, match=r"fixed must be a tensor pair .* or an iterable"):
+        StudyData.from_batches(None, [train[0], train[1], train[0]])
+    with pytest.raises(TypeError, match="at least one batch"):
+        StudyData.from_batches(None, [])
+    with pytest.raises(ValueError, match=r"fixed: inputs and targets differ in length \(384 and"):
+        StudyData.from_batches(None, [(train[0], train[1][:10])])
