@@ -45,16 +45,25 @@ def is_fresh(path: Path, recompute: Recompute) -> bool:
 
 
 EXECUTION_KNOB = {"hashed": False}  # field metadata: a setting that cannot change a result
+# Field metadata of a setting added after results were stored: hashed only when it differs from
+# its default, so results stored before it existed (computed as its default) keep their keys.
+ADDED_SETTING = {"hashed": "unless default"}
+
+
+def _is_hashed(field: dataclasses.Field, value: Any) -> bool:
+    rule = field.metadata.get("hashed", True)
+    return value != field.default if rule == "unless default" else bool(rule)
 
 
 def hashed_fields(config: Any) -> JSONValue:
     """A dataclass config as a dict without its execution knobs (fields declared with
-    ``metadata=EXECUTION_KNOB``, e.g. a chunk size), recursively; other values unchanged."""
+    ``metadata=EXECUTION_KNOB``, e.g. a chunk size) and without added settings at their default
+    (``metadata=ADDED_SETTING``), recursively; other values unchanged."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         return {
             field.name: hashed_fields(getattr(config, field.name))
             for field in dataclasses.fields(config)
-            if field.metadata.get("hashed", True)
+            if _is_hashed(field, getattr(config, field.name))
         }
     if isinstance(config, list | tuple):
         return [hashed_fields(item) for item in config]

@@ -581,6 +581,7 @@ class LimitStudy:
             momentum=base.momentum,
             batch_size=base.batch_size,
             seed=settings.seed + 1,
+            precision=base.precision,
         )
         with frozen_mask(weights, masks):
             train(

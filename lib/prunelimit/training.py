@@ -16,7 +16,7 @@ from tqdm import tqdm
 from prunelimit.curvature import LossFunction
 from prunelimit.errors import NonFiniteLossError
 from prunelimit.models import prunable_parameters
-from prunelimit.store import atomic_file
+from prunelimit.store import ADDED_SETTING, atomic_file
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -41,12 +41,18 @@ class Recipe:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     seed: int = 0
+    # bfloat16: the forward and backward passes of training under autocast (weights, optimiser,
+    # evaluation and curvature stay float32 or float64)
+    precision: Literal["float32", "bfloat16"] = dataclasses.field(
+        default="float32", metadata=ADDED_SETTING
+    )
 
     def __post_init__(self) -> None:
         checks = {
             "optimizer": (self.optimizer, ("sgd", "adam")),
             "penalty": (self.penalty, ("l1", "l2")),
             "schedule": (self.schedule, ("constant", "multistep", "cosine")),
+            "precision": (self.precision, ("float32", "bfloat16")),
         }
         for field, (value, allowed) in checks.items():
             if value not in allowed:
@@ -108,10 +114,16 @@ def train(
     test metrics). ``loss_fn(outputs, targets)``, the mean over a batch, defaults to
     cross-entropy. With ``checkpoint``, the model, optimiser, random state and history are saved
     atomically after every epoch and a rerun resumes after the last saved epoch, bit for bit.
-    Batches are reshuffled each epoch from ``recipe.seed``. The model is left in eval mode.
+    Batches are reshuffled each epoch from ``recipe.seed`` by a generator on the data's device
+    (the order and the augmentation are drawn there, so a GPU run never waits for the host);
+    the loss is summed on the device and read, and checked to be finite, once per epoch. The
+    model is left in eval mode.
     """
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(recipe.seed)
+    generator = torch.Generator(device=images.device).manual_seed(recipe.seed)
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bfloat16"
+    )
     optimizer = _optimizer(model, recipe)
     weights, history = prunable_parameters(model), []
     if checkpoint is not None and checkpoint.is_file():
@@ -125,24 +137,28 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(recipe, epoch)
         model.train()
-        order = torch.randperm(len(images), generator=generator)
-        total = 0.0
+        order = torch.randperm(len(images), generator=generator, device=images.device)
+        total = torch.zeros((), dtype=torch.float64, device=device)
         for batch in torch.split(order, recipe.batch_size):
             inputs = images[batch]
             if augment is not None:
                 inputs = augment(inputs, generator)
             targets = labels[batch].to(device)
-            loss = (loss_fn or nn.functional.cross_entropy)(model(inputs.to(device)), targets)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"training loss is {loss.item()} in epoch {epoch}: lower the learning rate"
-                )
+            with autocast:
+                outputs = model(inputs.to(device))
+                loss = (loss_fn or nn.functional.cross_entropy)(outputs, targets)
             optimizer.zero_grad()
             (loss + penalty(weights, recipe)).backward()
             optimizer.step()
-            total += loss.item() * len(batch)
+            total += loss.detach().double() * len(batch)
+        mean_loss = total.item() / len(images)
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLossError(
+                f"training loss is {mean_loss} in epoch {epoch}: lower the learning rate (the "
+                "checkpoint keeps the last finite epoch)"
+            )
         model.eval()
-        record = {"epoch": epoch, "lr": learning_rate(recipe, epoch), "loss": total / len(images)}
+        record = {"epoch": epoch, "lr": learning_rate(recipe, epoch), "loss": mean_loss}
         history.append(record | (on_epoch() if on_epoch else {}))
         bar.set_postfix(loss=f"{record['loss']:.4f}")
         if checkpoint is not None:
@@ -172,15 +188,16 @@ def evaluate(
     """
     model.eval()
     device = next(model.parameters()).device
-    loss, correct = 0.0, 0
+    loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     classes = labels.dim() == 1 and not labels.is_floating_point()
     for start in range(0, len(images), chunk_size):
         logits = model(images[start : start + chunk_size].to(device))
         targets = labels[start : start + chunk_size].to(device)
         if loss_fn is None:
-            loss += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+            loss += nn.functional.cross_entropy(logits, targets, reduction="sum").double()
         else:
-            loss += loss_fn(logits, targets).item() * len(targets)
+            loss += loss_fn(logits, targets).double() * len(targets)
         if classes:
-            correct += int((logits.argmax(dim=1) == targets).sum())
-    return loss / len(images), correct / len(images) if classes else math.nan
+            correct += (logits.argmax(dim=1) == targets).sum()
+    return loss.item() / len(images), correct.item() / len(images) if classes else math.nan

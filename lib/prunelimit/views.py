@@ -93,16 +93,17 @@ def random_crop_flip(
     """The standard CIFAR augmentation on a batch [B, C, H, W]: a random H x W crop of the
     zero-padded image, then a horizontal flip with probability 1/2."""
     batch, channels, height, width = images.shape
+    device = images.device  # the generator's too: everything is drawn where the images are
     padded = torch.nn.functional.pad(images, [padding] * 4)
-    dy = torch.randint(0, 2 * padding + 1, (batch, 1), generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (batch, 1), generator=generator)
-    flip = torch.rand(batch, generator=generator) < 0.5
-    cols = dx + torch.arange(width)
+    dy = torch.randint(0, 2 * padding + 1, (batch, 1), generator=generator, device=device)
+    dx = torch.randint(0, 2 * padding + 1, (batch, 1), generator=generator, device=device)
+    flip = torch.rand(batch, generator=generator, device=device) < 0.5
+    cols = dx + torch.arange(width, device=device)
     cols = torch.where(flip[:, None], cols.flip(1), cols)
-    rows = dy + torch.arange(height)
+    rows = dy + torch.arange(height, device=device)
     return padded[
-        torch.arange(batch)[:, None, None, None],
-        torch.arange(channels)[None, :, None, None],
+        torch.arange(batch, device=device)[:, None, None, None],
+        torch.arange(channels, device=device)[None, :, None, None],
         rows[:, None, :, None],
         cols[:, None, None, :],
     ]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from prunelimit.store import (
+    ADDED_SETTING,
     EXECUTION_KNOB,
     STORE_LOG_ENV,
     Store,
@@ -64,6 +65,19 @@ def test_execution_knobs_do_not_change_the_hash() -> None:
     assert config_hash(knobs) == config_hash(base)
     assert config_hash(Settings(seed=1)) != config_hash(base)
     assert config_hash(Settings(inner=Inner(steps=9))) != config_hash(base)
+
+
+def test_an_added_setting_at_its_default_keeps_the_stored_keys() -> None:
+    """A setting added after results were stored (say a training precision) leaves the keys of
+    configs at its default unchanged, and changes them when set."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Extended(Settings):
+        precision: str = dataclasses.field(default="float32", metadata=ADDED_SETTING)
+
+    assert config_hash(Extended()) == config_hash(Settings())
+    assert hashed_fields(Extended(precision="bfloat16"))["precision"] == "bfloat16"
+    assert config_hash(Extended(precision="bfloat16")) != config_hash(Settings())
 
 
 def test_results_are_stored_reused_and_recomputed(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ decay, bit-exact resume from a checkpoint, and refusal of bad recipes and NaN lo
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -145,3 +146,38 @@ def test_bad_recipes_and_diverging_losses_are_refused() -> None:
     inputs, labels = data()
     with pytest.raises(NonFiniteLossError, match="lower the learning rate"):
         train(bias_free_model(), inputs * 1e30, labels, Recipe(1, 1e10), progress=False)
+
+
+def test_training_reads_the_loss_from_the_device_once_per_epoch(monkeypatch) -> None:
+    """No host synchronisation per batch: over 3 epochs of 10 batches, values leave the device
+    (item, bool, float, int) only at the end of each epoch."""
+    inputs, labels = data()
+    reads: list[str] = []
+    for name in ("item", "__bool__", "__float__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(tensor: torch.Tensor, *args: object, _original=original, _name=name) -> object:
+            reads.append(_name)
+            return _original(tensor, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    batch_size = len(inputs) // 10
+    train(bias_free_model(), inputs, labels, Recipe(3, 0.01, batch_size=batch_size), progress=False)
+    monkeypatch.undo()
+    assert 0 < len(reads) <= 3, reads
+
+
+def test_bfloat16_training_runs_under_autocast_and_keeps_float32_weights() -> None:
+    inputs, labels = data()
+    histories = {}
+    for precision in ("float32", "bfloat16"):
+        model = bias_free_model()
+        recipe = Recipe(3, 0.05, coefficient=1e-3, precision=precision)
+        histories[precision] = [row["loss"] for row in train(model, inputs, labels, recipe,
+                                                             progress=False)]  # fmt: skip
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    ours, reference = np.array(histories["bfloat16"]), np.array(histories["float32"])
+    assert np.all(np.isfinite(ours)) and not np.array_equal(ours, reference), "autocast was on"
+    np.testing.assert_allclose(ours, reference, rtol=0.05)
+    with pytest.raises(ValueError, match="precision"):
+        Recipe(1, 0.1, precision="float16")  # type: ignore[arg-type]
