@@ -158,7 +158,7 @@ def _full_config(name: str, task: Task) -> ExperimentConfig:
         width=1.0,
         data=DataSpec(task.dataset, size, hessian_size=5000, augment=True, download=True),
         recipe=_recipe(task.model, task.coefficient),
-        hessian=HessianSpec(num_steps=task.steps),
+        hessian=HessianSpec(num_steps=task.steps, chunk_size="auto", reorthogonalize=False),
         pruning=PruningSpec(retrain_epochs=10),
     )
 

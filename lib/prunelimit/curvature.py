@@ -27,7 +27,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp
 from tqdm import tqdm
 
-from prunelimit.errors import NonFiniteLossError
+from prunelimit.errors import DeviceMemoryError, NonFiniteLossError
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Backend = Literal["double_backward", "forward_over_reverse"]
+ChunkSize = int | Literal["auto"]
+CPU_CHUNK = 1000  # what chunk_size="auto" means on a CPU, where memory is not measured
+MEMORY_HEADROOM = 0.8  # the share of a GPU's free memory an automatic chunk may fill
 TRAIN_MODE_LAYERS = (
     nn.modules.batchnorm._BatchNorm,
     nn.Dropout,
@@ -95,6 +98,27 @@ def _chunks(data: Batch | Iterable[Batch], chunk_size: int) -> Iterable[Batch]:
     return data  # re-iterable (list, DataLoader): iterated afresh on every pass
 
 
+def chunk_for_memory(
+    per_example: float,
+    fixed: float,
+    free: float,
+    num_examples: int,
+    headroom: float = MEMORY_HEADROOM,
+) -> int:
+    """The largest chunk (1..N examples) whose product needs at most ``headroom`` x ``free``
+    bytes, a product of n examples needing ``fixed + n * per_example`` bytes; a
+    ``DeviceMemoryError`` when not even one example fits."""
+    budget = headroom * free - fixed
+    if budget < per_example:
+        raise DeviceMemoryError(
+            f"a curvature product needs {fixed / 2**30:.2f} GiB plus {per_example / 2**20:.1f} "
+            f"MiB per example, and {headroom:.0%} of the device's {free / 2**30:.2f} GiB free "
+            "memory does not hold one example: free memory on the device (other processes, "
+            "cached tensors), or use a device with more memory"
+        )
+    return int(min(num_examples, budget // max(per_example, 1.0)))
+
+
 def _fingerprint(batch: Batch) -> tuple[int, str, str]:
     """Size and sums of one batch: shuffling or augmentation changes them; costs one reduction.
 
@@ -111,7 +135,10 @@ class CurvatureOperator(ABC):
     model: in eval mode if it has BatchNorm or dropout. loss_fn(outputs, targets) must return the
     mean over the batch (e.g. ``nn.CrossEntropyLoss()``); batches are weighted by their size.
     data: a pair of tensors (x [N, ...], y [N, ...]), split into chunks of ``chunk_size``, or a
-    re-iterable of (x, y) batches. dtype: torch.float64 computes on a float64 copy of the model.
+    re-iterable of (x, y) batches. chunk_size "auto": on a GPU, the largest chunk whose product
+    fits in 80% of the free device memory, measured from products over 8 and 16 examples (a
+    ``DeviceMemoryError`` before any work when not even one example fits); on a CPU,
+    ``CPU_CHUNK``. dtype: torch.float64 computes on a float64 copy of the model.
     check_determinism: compare every pass's data with the first (on by default; one reduction
     per batch). reuse_graph: when the data form a single chunk, keep its graph between products,
     so that later products skip the forward pass (memory: that chunk's activations stay alive);
@@ -130,7 +157,7 @@ class CurvatureOperator(ABC):
         params: Sequence[torch.Tensor] | None = None,
         *,
         dtype: torch.dtype | None = None,
-        chunk_size: int = 4096,
+        chunk_size: ChunkSize = 4096,
         check_determinism: bool = True,
         reuse_graph: bool = True,
         progress: bool = False,
@@ -144,6 +171,12 @@ class CurvatureOperator(ABC):
         self.names = names
         self.params = [parameters[name] for name in names]
         self.check_determinism, self.progress = check_determinism, progress
+        self.dtype = self.params[0].dtype
+        self.device = self.params[0].device
+        self.reuse_graph = False
+        if chunk_size == "auto":
+            chunk_size = self._automatic_chunk_size(data)
+        self.chunk_size = chunk_size
         self._data = _chunks(data, chunk_size)
         self._fingerprints = [_fingerprint(batch) for batch in self._data]
         self.num_examples = sum(size for size, _, _ in self._fingerprints)
@@ -151,8 +184,6 @@ class CurvatureOperator(ABC):
             raise ValueError("the data set is empty")
         size = sum(p.numel() for p in self.params)
         self.shape = (size, size)
-        self.dtype = self.params[0].dtype
-        self.device = self.params[0].device
         self.output_shape = self._check_gradients()
         self.reuse_graph = reuse_graph and len(self._fingerprints) == 1
 
@@ -166,6 +197,32 @@ class CurvatureOperator(ABC):
         if missing:
             raise ValueError(f"params {missing} are not trainable parameters of the model")
         return [by_identity[id(p)] for p in params]
+
+    def _automatic_chunk_size(self, data: Batch | Iterable[Batch]) -> int:
+        """``chunk_size="auto"``: see the class docstring."""
+        if not is_tensor_pair(data):
+            raise ValueError('chunk_size="auto" needs the data as one pair of tensors (x, y)')
+        inputs, targets = data
+        if self.device.type != "cuda":
+            return CPU_CHUNK
+        peaks = [self._product_bytes(inputs[:n], targets[:n]) for n in (8, 16)]
+        per_example = max((peaks[1] - peaks[0]) / 8, 1.0)
+        fixed = max(peaks[0] - 8 * per_example, 0.0)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return chunk_for_memory(per_example, fixed, free, len(inputs))
+
+    def _product_bytes(self, inputs: torch.Tensor, targets: torch.Tensor) -> int:
+        """Peak device memory of one product over these examples (a GPU only)."""
+        inputs = inputs.to(self.device, self.dtype if inputs.is_floating_point() else inputs.dtype)
+        targets = targets.to(self.device)
+        size = sum(p.numel() for p in self.params)
+        tangents = self._split(torch.zeros(size, 1, dtype=self.dtype, device=self.device))
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        start = torch.cuda.memory_allocated(self.device)
+        self._chunk_product(inputs, targets, 1.0, tangents, 1)
+        torch.cuda.synchronize(self.device)
+        return torch.cuda.max_memory_allocated(self.device) - start
 
     # ------------------------------------------------------------------------------ passes
     def _batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor, float]]:
@@ -296,7 +353,7 @@ class HessianOperator(CurvatureOperator):
         params: Sequence[torch.Tensor] | None = None,
         *,
         dtype: torch.dtype | None = None,
-        chunk_size: int = 4096,
+        chunk_size: ChunkSize = 4096,
         backend: Backend = "double_backward",
         check_determinism: bool = True,
         reuse_graph: bool = True,

@@ -122,24 +122,30 @@ def _lanczos_runs(
     breakdown (beta ~ 0) and contributes zero vectors from then on. With one run, ``converged``
     (called on the tridiagonal so far) can stop the iteration early. ``basis_dtype``: how the
     stored basis is kept (float32 halves its memory, p x steps x D values); the current vectors,
-    the coefficients and all dot products stay float64.
+    the coefficients and all dot products stay float64. Without re-orthogonalisation no basis
+    is kept: memory is a few p x D vectors, whatever the number of steps.
     """
     count, size = starts.shape
     steps = min(num_steps, size)
-    basis = torch.zeros(count, steps, size, dtype=basis_dtype, device=starts.device)
+    basis = (
+        torch.zeros(count, steps, size, dtype=basis_dtype, device=starts.device)
+        if reorthogonalize
+        else None
+    )
     current = starts.double() / starts.double().norm(dim=1, keepdim=True)
     previous = torch.zeros_like(current)
     alphas, betas = np.zeros((count, steps)), np.zeros((count, steps))
     lengths = np.full(count, steps)
     active = torch.ones(count, dtype=torch.bool, device=starts.device)
     for j in tqdm(range(steps), desc="Lanczos", disable=not progress):
-        basis[:, j] = current
+        if basis is not None:
+            basis[:, j] = current
         product = operator.matmat(current.T.to(operator.dtype)).T.double()
         alpha = torch.einsum("pd,pd->p", current, product)
         w = product - alpha[:, None] * current
         if j:
             w -= torch.as_tensor(betas[:, j - 1], device=w.device)[:, None] * previous
-        if reorthogonalize:
+        if basis is not None:
             for _ in range(2):
                 before = w.norm(dim=1)
                 w = _project_out(basis[:, : j + 1], w)

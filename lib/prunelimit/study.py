@@ -30,7 +30,13 @@ import torch
 from torch import nn
 
 from prunelimit.certified import CertifiedLimit, certified_limit
-from prunelimit.curvature import GGNOperator, HessianOperator, LossFunction, is_tensor_pair
+from prunelimit.curvature import (
+    ChunkSize,
+    GGNOperator,
+    HessianOperator,
+    LossFunction,
+    is_tensor_pair,
+)
 from prunelimit.lanczos import SLQResult, slq
 from prunelimit.limit import (
     flat_weights,
@@ -62,6 +68,7 @@ from prunelimit.report import (
     TrainingRecord,
 )
 from prunelimit.store import (
+    ADDED_SETTING,
     EXECUTION_KNOB,
     JSONValue,
     Recompute,
@@ -165,26 +172,32 @@ class StudyData:
 @dataclasses.dataclass(frozen=True)
 class HessianSpec:
     """SLQ on the Hessian for the "abs" and "flat" rules: steps, probes, seed, the sampled rows
-    for the zero-row share; the eps rule (eps = eps_scale x mini-batch std); chunk size."""
+    for the zero-row share; the eps rule (eps = eps_scale x mini-batch std); the chunk size of
+    the products (an execution knob; "auto" fits it to a GPU's free memory).
+    reorthogonalize: against a stored float32 basis (probes x steps x D values: 55 GB for
+    AlexNet at 96 steps x 4 probes); False runs the plain three-term recurrence in float64 with
+    memory independent of the steps (its quadrature is that of a nearby measure, Greenbaum)."""
 
     num_steps: int = 128
     num_probes: int = 4
     seed: int = 0
-    chunk_size: int = dataclasses.field(default=1000, metadata=EXECUTION_KNOB)
+    chunk_size: ChunkSize = dataclasses.field(default=1000, metadata=EXECUTION_KNOB)
     zero_rows: int = 256
     eps_scale: float = 1.0
+    reorthogonalize: bool = dataclasses.field(default=True, metadata=ADDED_SETTING)
 
 
 @dataclasses.dataclass(frozen=True)
 class CertifiedSpec:
     """Certified bounds for the "ggn" rule (see ``certified_limit``): the width to reach, the
-    confidence, the product budget, the seed; the chunk size of the float64 products."""
+    confidence, the product budget, the seed; the chunk size of the float64 products (as in
+    ``HessianSpec``)."""
 
     tolerance: float = 0.01
     confidence: float = 0.99
     max_products: int = 2_000
     seed: int = 0
-    chunk_size: int = dataclasses.field(default=1000, metadata=EXECUTION_KNOB)
+    chunk_size: ChunkSize = dataclasses.field(default=1000, metadata=EXECUTION_KNOB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -466,6 +479,7 @@ class LimitStudy:
                 spec.num_steps,
                 spec.num_probes,
                 seed=spec.seed,
+                reorthogonalize=spec.reorthogonalize,
                 progress=self.progress,
                 basis_dtype=torch.float32,
             )

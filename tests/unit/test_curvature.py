@@ -9,14 +9,17 @@ from torch.func import functional_call, hessian, jacrev
 from torch.utils.data import DataLoader, TensorDataset
 
 from prunelimit.curvature import (
+    CPU_CHUNK,
     CurvatureOperator,
     DataChangedError,
     GGNOperator,
     HessianOperator,
     NonFiniteLossError,
+    chunk_for_memory,
     dense_ggn,
     dense_hessian,
 )
+from prunelimit.errors import DeviceMemoryError
 from prunelimit.models import prunable_parameters
 
 LOSS = nn.CrossEntropyLoss()
@@ -344,3 +347,40 @@ def test_ggn_eigenvalues_through_scipy() -> None:
     exact = np.linalg.eigvalsh(reference_ggn(model, LOSS, inputs, targets, operator.names).numpy())
     top = eigsh(operator.to_scipy(), k=3, which="LA", return_eigenvectors=False)
     np.testing.assert_allclose(np.sort(top), exact[-3:], rtol=1e-8)
+
+
+def test_an_automatic_chunk_is_the_largest_that_fits_or_a_clear_refusal() -> None:
+    mib = 2**20
+    # 80% of 1,000 MiB free, 100 MiB fixed: 700 MiB left for examples of 2 MiB each
+    assert chunk_for_memory(2 * mib, 100 * mib, 1000 * mib, 10_000) == 350
+    assert chunk_for_memory(2 * mib, 100 * mib, 1000 * mib, 200) == 200, "at most N"
+    with pytest.raises(DeviceMemoryError, match=r"0\.10 GiB plus 800\.0 MiB per example"):
+        chunk_for_memory(800 * mib, 100 * mib, 1000 * mib, 10)
+
+
+@OPERATORS
+def test_an_automatic_chunk_on_a_cpu_is_the_cpu_default(kind: type[CurvatureOperator]) -> None:
+    model, inputs, targets = tiny_cnn()
+    inputs, targets = inputs.repeat(50, 1, 1, 1), targets.repeat(50)
+    assert len(inputs) > CPU_CHUNK
+    automatic = kind(model, LOSS, (inputs, targets), chunk_size="auto")
+    assert automatic.chunk_size == CPU_CHUNK
+    vectors = torch.randn(automatic.shape[0], 2, dtype=torch.float64)
+    fixed = kind(model, LOSS, (inputs, targets), chunk_size=CPU_CHUNK).matmat(vectors)
+    assert torch.equal(automatic.matmat(vectors), fixed)
+    with pytest.raises(ValueError, match="needs the data as one pair of tensors"):
+        kind(model, LOSS, [(inputs, targets)], chunk_size="auto")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="measures a GPU's memory")
+@OPERATORS
+def test_an_automatic_chunk_on_a_gpu_fits_and_gives_the_same_products(
+    kind: type[CurvatureOperator],
+) -> None:
+    model, inputs, targets = tiny_cnn()
+    model, inputs, targets = model.cuda(), inputs.repeat(20, 1, 1, 1).cuda(), targets.repeat(20)
+    automatic = kind(model, LOSS, (inputs, targets.cuda()), chunk_size="auto")
+    assert 16 <= automatic.chunk_size <= len(inputs)
+    vectors = torch.randn(automatic.shape[0], 2, dtype=torch.float64, device="cuda")
+    whole = kind(model, LOSS, (inputs, targets.cuda()), chunk_size=len(inputs))
+    assert relative_error(automatic.matmat(vectors), whole.matmat(vectors)) <= 1e-12

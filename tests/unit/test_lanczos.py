@@ -12,6 +12,7 @@ from torch import nn
 from prunelimit.curvature import HessianOperator, dense_hessian
 from prunelimit.lanczos import MatrixOperator, hutchinson_trace, hutchpp_trace, lanczos, slq
 from prunelimit.training import Recipe, train
+from tests.unit.test_certified import CountingOperator
 
 LOSS = nn.CrossEntropyLoss()
 
@@ -157,3 +158,17 @@ def test_lanczos_result_serialises_to_json(network) -> None:
     stored = json.loads(json.dumps(result.to_dict()))
     np.testing.assert_array_equal(stored["ritz_values"], result.ritz_values)
     assert stored["converged"] == result.converged.tolist() and stored["seed"] == 4
+
+
+def test_slq_without_reorthogonalisation_keeps_no_basis() -> None:
+    """The limit stage's plain recurrence: live memory is the same after 20 and 200 steps and a
+    few probe vectors, while the re-orthogonalised run holds its p x steps x D basis."""
+    size, probes = 5000, 2
+    diagonal = torch.tensor(np.random.default_rng(3).lognormal(0, 2, size))
+    peaks = {}
+    for steps, reorthogonalize in ((20, False), (200, False), (200, True)):
+        operator = CountingOperator(diagonal)
+        slq(operator, steps, probes, reorthogonalize=reorthogonalize, progress=False)
+        peaks[steps, reorthogonalize] = max(operator.live_bytes)
+    assert peaks[200, False] == peaks[20, False] < 12 * probes * size * 8
+    assert peaks[200, True] >= 190 * probes * size * 8  # the stored basis (float64 here)
