@@ -1,6 +1,8 @@
 # The book: text notebooks -> papermill (profile from PROFILE) -> Jupyter Book -> _build/html.
 #   make book                 build the HTML book (default; reuses stored results)
 #   make execute PROFILE=full rerun every notebook, recomputing results, then build the HTML
+#   make execute PROFILE=full TASKS="fc5-cifar10 vgg16-cifar10"
+#                             rerun only those Part III tasks and the summary over them (no HTML)
 #   make test                 the test suite
 #   make benchmark            curvature and limit benchmarks: ratios measured side by side
 #   make clean                remove builds (keeps .venv, data and stored results)
@@ -25,6 +27,15 @@ EXECUTED_DIR := _build/executed/$(PROFILE)
 TASK_TEMPLATE := book/experiments/task.md
 TEXT_NOTEBOOKS := $(filter-out $(TASK_TEMPLATE),$(shell grep -rl --include='*.md' '^kernelspec:' book | sort))
 TASK_PAGES := $(shell sed -n '/^template:/,/^---/s/^    \([a-z0-9_]*\): .*/\1/p' $(TASK_TEMPLATE))
+# TASKS (task names, e.g. "fc5-cifar10 vgg16-cifar10") narrows `make tasks` and `make execute` to
+# those task pages and the summary, which reads the same list from $PRUNELIMIT_TASKS.
+TASKS ?=
+ifneq ($(strip $(TASKS)),)
+UNKNOWN_TASKS := $(filter-out $(TASK_PAGES),$(subst -,_,$(TASKS)))
+$(if $(UNKNOWN_TASKS),$(error unknown task(s) $(subst _,-,$(UNKNOWN_TASKS)): choose from $(subst _,-,$(TASK_PAGES))))
+TASK_PAGES := $(filter $(subst -,_,$(TASKS)),$(TASK_PAGES))
+export PRUNELIMIT_TASKS := $(TASKS)
+endif
 TASK_EXECUTED := $(patsubst %,$(EXECUTED_DIR)/book/experiments/%.ipynb,$(TASK_PAGES))
 PAGES := $(shell find book -type f -not -path '*/_build/*' -not -path '*/__pycache__/*' | sort)
 EXECUTED := $(patsubst %.md,$(EXECUTED_DIR)/%.ipynb,$(TEXT_NOTEBOOKS)) $(TASK_EXECUTED)
@@ -33,7 +44,7 @@ LIBRARY := $(shell find lib book/_companion -name '*.py' | sort)
 BOOK_BUILT := _build/html/.book-built
 PROFILE_MARK := _build/profile
 
-.PHONY: book execute test benchmark clean setup data announce-notebooks FORCE
+.PHONY: book tasks execute test benchmark clean setup data announce-notebooks FORCE
 
 book: $(BOOK_BUILT)
 
@@ -76,14 +87,16 @@ $(TASK_EXECUTED): $(EXECUTED_DIR)/book/experiments/%.ipynb: $(TASK_TEMPLATE) $(L
 
 # Says, once, how many notebooks are about to run: those whose executed version is missing or
 # older than the text notebook or the library.
+ANNOUNCED := $(if $(filter tasks,$(MAKECMDGOALS)),book/experiments/summary.md,$(TEXT_NOTEBOOKS)) \
+  $(patsubst %,book/experiments/%.md,$(TASK_PAGES))
 announce-notebooks:
-	@n=0; for page in $(TEXT_NOTEBOOKS) $(patsubst %,book/experiments/%.md,$(TASK_PAGES)); do \
+	@n=0; for page in $(ANNOUNCED); do \
 	  source=$$page; [ -f "$$source" ] || source=$(TASK_TEMPLATE); \
 	  executed=$(EXECUTED_DIR)/$${page%.md}.ipynb; \
 	  if [ ! -f "$$executed" ] || [ -n "$$(find $$source $(LIBRARY) -newer "$$executed" -print -quit)" ]; \
 	  then n=$$((n + 1)); fi; \
 	done; \
-	[ $$n -eq 0 ] || echo "Executing $$n of $(words $(EXECUTED)) notebooks (profile $(PROFILE);" \
+	[ $$n -eq 0 ] || echo "Executing $$n of $(words $(ANNOUNCED)) notebooks (profile $(PROFILE);" \
 	  "$(if $(RECOMPUTE_SINCE),results stored in results/$(PROFILE)/ before this run are recomputed,results stored in results/$(PROFILE)/ are reused)) ..."
 
 # Rewritten only when PROFILE changes, so switching profiles rebuilds the HTML.
@@ -95,13 +108,21 @@ $(BOOK_BUILT): $(EXECUTED) $(PAGES) _config.yml _toc.yml $(PROFILE_MARK) | $(INS
 	$(PY) -m companion.pipeline build --executed $(EXECUTED_DIR)
 	touch $@
 
+# The task pages (those of TASKS when given) and the Part III summary, without the HTML book.
+SUMMARY_EXECUTED := $(EXECUTED_DIR)/book/experiments/summary.ipynb
+tasks: $(TASK_EXECUTED) $(SUMMARY_EXECUTED)
+	@echo "Executed $(words $(TASK_EXECUTED)) task page(s) and the summary into $(EXECUTED_DIR);" \
+	  "the HTML book needs every page: make book PROFILE=$(PROFILE)"
+
 # Recomputes every result stored before the run started. The start time is kept in a file until
 # the run succeeds, so an interrupted `make execute` resumes: finished notebooks and stages stay.
 EXECUTE_SINCE := _build/execute-since-$(PROFILE)
 execute: | $(INSTALLED) $(DATA_READY)
 	@mkdir -p _build
-	@[ -f $(EXECUTE_SINCE) ] || { rm -rf $(EXECUTED_DIR); date +%s > $(EXECUTE_SINCE); }
-	$(MAKE) --no-print-directory book PROFILE=$(PROFILE) RECOMPUTE_SINCE=$$(cat $(EXECUTE_SINCE))
+	@[ -f $(EXECUTE_SINCE) ] || { rm -rf $(if $(strip $(TASKS)),$(TASK_EXECUTED) $(SUMMARY_EXECUTED),$(EXECUTED_DIR)); \
+	  date +%s > $(EXECUTE_SINCE); }
+	$(MAKE) --no-print-directory $(if $(strip $(TASKS)),tasks,book) PROFILE=$(PROFILE) \
+	  RECOMPUTE_SINCE=$$(cat $(EXECUTE_SINCE))
 	rm -f $(EXECUTE_SINCE)
 
 test: | $(INSTALLED) $(DATA_READY)

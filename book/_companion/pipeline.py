@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jupytext
@@ -79,18 +79,28 @@ def text_notebooks(book_dir: Path) -> list[Path]:
     return sorted(path for path in book_dir.rglob("*.md") if is_text_notebook(path))
 
 
+def _function(dotted: str) -> Callable:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclasses.dataclass(frozen=True)
 class Template:
     """A text notebook executed once per page: ``parameter`` set to each page's value, and the
-    ``{{ field }}`` marks filled in from ``fields(value)`` (a dotted function name)."""
+    ``{{ field }}`` marks filled in from ``fields(value)`` (a dotted function name). ``estimate``
+    (optional, a dotted function name): ``estimate(value, profile, recompute)`` says, before a
+    page runs, what its computation will cost ("" when nothing is left to compute)."""
 
     parameter: str
     fields: str
     pages: dict[str, str]
+    estimate: str | None = None
 
     def values(self, value: str) -> dict[str, str]:
-        module, _, name = self.fields.rpartition(".")
-        return getattr(importlib.import_module(module), name)(value)
+        return _function(self.fields)(value)
+
+    def cost(self, value: str, profile: str, recompute: bool | float) -> str:
+        return "" if self.estimate is None else _function(self.estimate)(value, profile, recompute)
 
 
 def read_template(path: Path) -> Template | None:
@@ -406,6 +416,11 @@ def main(argv: list[str] | None = None) -> None:
             recompute = False if args.recompute_since is None else args.recompute_since
             print(f"executing {args.source} (profile {args.profile})", flush=True)
             value = _page_value(args.source, args.page)
+            template = read_template(args.source)
+            if template is not None and value is not None:
+                cost = template.cost(value, args.profile, recompute)
+                if cost:
+                    print(cost, flush=True)
             uses = execute_notebook(args.source, args.output, args.profile, recompute, True, value)
             if uses:
                 print(f"{args.source}: stored results\n{uses_report(uses)}", flush=True)

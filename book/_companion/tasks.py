@@ -8,12 +8,14 @@ checkpoints every epoch to ``model.pt`` there, which git ignores), so a killed r
 
 import dataclasses
 import fractions
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from companion.profiles import check_profile, results_root
+from prunelimit.costs import CostEstimate, Unit
 from prunelimit.data import NUM_CLASSES
 from prunelimit.models import FULLY_CONNECTED, build_model, count_parameters
 from prunelimit.report import DenseRecord, LimitReport, OneShotRecord, TrainingRecord
@@ -355,6 +357,30 @@ def task_report(
     return task_study(config, recompute, progress=progress).run()
 
 
+def task_estimate(task: str, profile: str, recompute: Recompute = False) -> str:
+    """What the task's page will cost on this machine (its study and the plain run), from a few
+    timed units (``LimitStudy.estimate``); "" when everything is stored."""
+    config = task_config(task, profile)
+    lomp = task_study(config, recompute, progress=False).estimate()
+    plain_study = task_study(plain_variant(config), recompute, progress=False)
+    plain = plain_study.estimate(stages=("train", "one_shot"))
+    units = lomp.units + tuple(Unit(f"plain {u.name}", u.seconds, u.count) for u in plain.units)
+    return str(CostEstimate(lomp.device, units)) if units else ""
+
+
+TASKS_ENV = "PRUNELIMIT_TASKS"
+
+
+def selected_tasks() -> list[str]:
+    """The tasks this build runs: those named in ``$PRUNELIMIT_TASKS`` (separated by spaces, as
+    in ``make execute TASKS="fc5-cifar10 vgg16-cifar10"``), else all of ``TASKS``."""
+    named = os.environ.get(TASKS_ENV, "").split()
+    unknown = [name for name in named if name not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown} in ${TASKS_ENV}: choose from {list(TASKS)}")
+    return [name for name in TASKS if name in named] if named else list(TASKS)
+
+
 __all__ = [
     "TASKS",
     "ExperimentConfig",
@@ -362,7 +388,9 @@ __all__ = [
     "plain_run",
     "plain_variant",
     "profile_differences",
+    "selected_tasks",
     "task_config",
+    "task_estimate",
     "task_report",
     "task_study",
 ]

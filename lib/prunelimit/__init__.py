@@ -7,7 +7,9 @@ The public API, in the order one meets it:
 
 - ``LimitStudy(model, StudyData(...), recipe=..., curvature="ggn" | "abs" | "flat",
   store=folder).run()`` -> ``LimitReport``: the predicted limit with its bounds, the actual
-  one-shot and retrained limits, every stage stored resumably (``prunelimit.study``).
+  one-shot and retrained limits, every stage stored resumably (``prunelimit.study``);
+  ``.estimate()`` -> ``CostEstimate``: what the stages not yet stored will cost here.
+  ``StudyData.from_batches`` takes DataLoaders.
 - ``Recipe``, ``train``, ``evaluate`` (``prunelimit.training``); ``DataSpec``, ``load_views``,
   ``load_dataset`` (offline data sets); ``build_model``, ``prunable_parameters``.
 - Curvature as linear operators: ``HessianOperator``, ``GGNOperator``, ``dense_hessian``,
@@ -20,6 +22,7 @@ The public API, in the order one meets it:
 """
 
 from prunelimit.certified import CertifiedLimit, NotPositiveSemidefiniteError, certified_limit
+from prunelimit.costs import CostEstimate
 from prunelimit.curvature import GGNOperator, HessianOperator, dense_ggn, dense_hessian
 from prunelimit.data import load_dataset
 from prunelimit.lanczos import SLQResult, hutchinson_trace, hutchpp_trace, lanczos, slq
@@ -51,6 +54,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CertifiedLimit",
     "CertifiedSpec",
+    "CostEstimate",
     "DataSpec",
     "GGNOperator",
     "HessianOperator",

@@ -21,7 +21,7 @@ import functools
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from prunelimit.certified import CertifiedLimit, certified_limit
+from prunelimit.costs import CostEstimate, Unit, timed
 from prunelimit.curvature import (
     ChunkSize,
     GGNOperator,
@@ -73,6 +74,7 @@ from prunelimit.store import (
     JSONValue,
     Recompute,
     Store,
+    device_description,
     hashed_fields,
     is_fresh,
 )
@@ -82,6 +84,8 @@ from prunelimit.views import Views
 Batch = tuple[torch.Tensor, torch.Tensor]
 CurvatureRule = Literal["ggn", "abs", "flat"]
 CURVATURE_RULES: tuple[str, ...] = ("ggn", "abs", "flat")
+# The stages of a study as ``estimate`` names them ("prediction": "limit" or "certified")
+STAGES: tuple[str, ...] = ("train", "prediction", "one_shot", "retrained")
 
 
 def as_tensor_pair(data: Batch | Iterable[Batch], name: str) -> Batch:
@@ -426,6 +430,19 @@ class LimitStudy:
     def weights(self) -> list[nn.Parameter]:
         return prunable_parameters(self.model)
 
+    def _curvature_operator(self, model: nn.Module, ggn: bool) -> HessianOperator | GGNOperator:
+        """The operator a stage runs on: G in float64 (``ggn``, the certified rule) or H in
+        float32 (the "abs" and "flat" rules), over the curvature data, on ``model``'s prunable
+        weights."""
+        data, weights = self._data.curvature_set, prunable_parameters(model)
+        if ggn:
+            chunk = self.settings.certified.chunk_size
+            return GGNOperator(
+                model, self.loss_fn, data, weights, dtype=torch.float64, chunk_size=chunk
+            )
+        chunk = self.settings.hessian.chunk_size
+        return HessianOperator(model, self.loss_fn, data, weights, chunk_size=chunk)
+
     # ------------------------------------------------------------------------- the stages
     def training(self) -> TrainingRecord:
         def compute() -> JSONValue:
@@ -466,13 +483,7 @@ class LimitStudy:
 
         def compute() -> JSONValue:
             spec, eps = self.settings.hessian, self.dense().eps
-            operator = HessianOperator(
-                self.model,
-                self.loss_fn,
-                self._data.curvature_set,
-                self.weights,
-                chunk_size=spec.chunk_size,
-            )
+            operator = self._curvature_operator(self.model, ggn=False)
             start = time.perf_counter()
             spectrum = slq(
                 operator,
@@ -524,14 +535,7 @@ class LimitStudy:
 
         def compute() -> JSONValue:
             spec, eps = self.settings.certified, self.dense().eps
-            operator = GGNOperator(
-                self.model,
-                self.loss_fn,
-                self._data.curvature_set,
-                self.weights,
-                dtype=torch.float64,
-                chunk_size=spec.chunk_size,
-            )
+            operator = self._curvature_operator(self.model, ggn=True)
             bounds = certified_limit(
                 operator,
                 flat_weights(self.weights),
@@ -648,6 +652,74 @@ class LimitStudy:
             return {"limit": high / size, "threshold": threshold, "trials": ordered}
 
         return RetrainedRecord.from_dict(self._stage("retrained", compute))
+
+    def estimate(self, batches: int = 3, stages: Sequence[str] = STAGES) -> CostEstimate:
+        """Before ``run``: the wall time of the ``stages`` (of ``STAGES``) not yet stored, from
+        units timed on this device on a copy of the model (a training epoch scaled from
+        ``batches`` batches after one warm-up batch, one curvature product over the curvature
+        data, one evaluation of the fixed examples) times their counts. Upper bounds: every
+        retraining trial and the whole certified budget are counted. Nothing is timed when
+        nothing is left to compute."""
+        unknown = set(stages) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stages {sorted(unknown)}: choose from {STAGES}")
+        settings, data = self.settings, self._data
+        pruning, hessian, recipe = settings.pruning, settings.hessian, settings.recipe
+        ggn = settings.curvature == "ggn"
+        stored_as = {"prediction": "certified" if ggn else "limit"}
+
+        def stored(stage: str) -> bool:
+            name = stored_as.get(stage, stage)
+            return self.store is not None and self.store.is_fresh(name, self.recompute)
+
+        left = [
+            stage
+            for stage in stages
+            if not stored(stage)
+            and not (stage == "train" and recipe is None)
+            and not (stage == "retrained" and pruning.retrain_epochs == 0)
+        ]
+        if not left:
+            return CostEstimate(device_description(), ())
+        model = copy.deepcopy(self._model)
+        epoch = 0.0
+        if {"train", "retrained"} & set(left):
+            assert data.train is not None  # checked in __init__
+            inputs, targets = data.train
+            sample = dataclasses.replace(recipe or Recipe(1, 0.01), epochs=1)
+            size = sample.batch_size
+            # one warm-up batch, untimed: first calls pay for allocation and kernel choice
+            train(
+                model, inputs[:size], targets[:size], sample, augment=data.augment, progress=False
+            )
+            some = (inputs[: size * batches], targets[: size * batches])
+            run = functools.partial(train, model, *some, sample, augment=data.augment)
+            epoch = timed(lambda: run(progress=False), self.device) * len(inputs) / len(some[0])
+        model.eval()
+        units = []
+        if "train" in left:
+            assert recipe is not None
+            units.append(Unit("training epoch", epoch, recipe.epochs))
+        if "prediction" in left:
+            operator = self._curvature_operator(model, ggn)
+            vector = torch.ones(operator.shape[0], dtype=operator.dtype, device=operator.device)
+            product = timed(lambda: operator.matvec(vector), self.device)
+            slq_products = hessian.num_steps * hessian.num_probes + hessian.zero_rows
+            count = settings.certified.max_products if ggn else slq_products
+            units.append(Unit("curvature product", product, count))
+        evaluations = 0.0
+        if "one_shot" in left:
+            test_size = 0 if data.test is None else len(data.test[0])
+            evaluations += len(pruning.grid) * (1 + test_size / len(data.fixed[0]))
+            evaluations += math.ceil(math.log2(1 / pruning.resolution))  # the bisection
+        if "retrained" in left:
+            trials = pruning.retrain_halvings + 2
+            units.append(Unit("retraining epoch", epoch, trials * pruning.retrain_epochs))
+            evaluations += trials
+        if evaluations:
+            evaluation = timed(lambda: self._evaluate(data.fixed, model), self.device)
+            units.append(Unit("evaluation", evaluation, evaluations))
+        return CostEstimate(device_description(), tuple(units))
 
     def run(self) -> LimitReport:
         """Every stage, computed or loaded: the typed report."""

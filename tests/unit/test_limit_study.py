@@ -193,3 +193,38 @@ def test_data_that_is_not_a_tensor_pair_gets_a_clear_error() -> None:
         StudyData.from_batches(None, [])
     with pytest.raises(ValueError, match=r"fixed: inputs and targets differ in length \(384 and"):
         StudyData.from_batches(None, [(train[0], train[1][:10])])
+
+
+def test_the_estimate_counts_the_work_that_run_does(tmp_path: Path, monkeypatch) -> None:
+    """Before a run: one unit per kind of work, with the counts the run then needs (products
+    counted as vector columns through the operator, trials as retrained masks); after it,
+    nothing is left. The estimate leaves the study's model as it was."""
+    study = _study(tmp_path)
+    before = {name: t.clone() for name, t in study._model.state_dict().items()}
+    estimate = study.estimate(batches=2)
+    assert all(torch.equal(before[n], t) for n, t in study._model.state_dict().items())
+    units = {unit.name: unit for unit in estimate.units}
+    assert set(units) == {"training epoch", "curvature product", "retraining epoch", "evaluation"}
+    assert all(unit.seconds > 0 for unit in estimate.units) and estimate.seconds > 0
+    columns = []
+    original = study_module.HessianOperator.matmat
+
+    def counted(operator, vectors: torch.Tensor) -> torch.Tensor:
+        columns.append(vectors.shape[1])
+        return original(operator, vectors)
+
+    monkeypatch.setattr(study_module.HessianOperator, "matmat", counted)
+    report = study.run()
+    assert units["training epoch"].count == len(report.training.history) == 3
+    assert units["curvature product"].count == sum(columns) == 12 * 2 + 8
+    assert report.retrained is not None
+    assert len(report.retrained.trials) <= units["retraining epoch"].count
+    assert "total at most" in str(estimate) and "curvature product" in str(estimate)
+    assert _study(tmp_path).estimate(batches=1).units == (), "nothing left: nothing timed"
+
+
+def test_an_estimate_of_some_stages(tmp_path: Path) -> None:
+    estimate = _study(tmp_path).estimate(batches=1, stages=("train", "one_shot"))
+    assert [unit.name for unit in estimate.units] == ["training epoch", "evaluation"]
+    with pytest.raises(ValueError, match="unknown stages"):
+        _study(tmp_path).estimate(stages=("limit",))

@@ -26,14 +26,16 @@ def cifar_batch(count: int, classes: int, key: bytes, seed: int) -> dict:
     }
 
 
-def write_cifar(root: Path, name: str, as_archive: bool) -> dict[str, list[dict]]:
+def write_cifar(root: Path, name: str, as_archive: bool, count: int = 7) -> dict[str, list[dict]]:
+    """A synthetic CIFAR archive (or its extracted folder) in the official layout, ``count``
+    random images per pickled batch; the batches written, by split."""
     archive = paper_data.ARCHIVES[name]
     key = paper_data.CIFAR_LABEL_KEY[name]
     classes = paper_data.NUM_CLASSES[name]
     batches: dict[str, list[dict]] = {}
     members = {}
     for split, names in paper_data.CIFAR_MEMBERS[name].items():
-        batches[split] = [cifar_batch(7, classes, key, seed=i) for i, _ in enumerate(names)]
+        batches[split] = [cifar_batch(count, classes, key, seed=i) for i, _ in enumerate(names)]
         members |= dict(zip(names, (pickle.dumps(b) for b in batches[split]), strict=True))
     if as_archive:
         with tarfile.open(root / archive.filename, "w:gz") as bundle:
