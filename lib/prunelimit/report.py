@@ -226,11 +226,41 @@ class Prediction:
 
 
 @dataclasses.dataclass(frozen=True)
+class BudgetRecord:
+    """The retrained limit as the retraining budget doubles: per budget (``epochs`` per trial)
+    the limit (smallest passing ratio found), the largest failing ratio below it (None: none
+    failed down to the search's floor) and its trials; ``converged``: the last doubling left
+    both where they were, so the limit stopped moving at the search's resolution."""
+
+    epochs: list[int]
+    limits: list[float]
+    failed_below: list[float | None]
+    trials: list[list[dict[str, Any]]]
+    converged: bool
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> "BudgetRecord":
+        return cls(**stored)
+
+    @property
+    def limit(self) -> float:
+        """The retrained limit at the largest budget tried."""
+        return self.limits[-1]
+
+    def describe(self) -> str:
+        """E.g. "0.1861 (1 -> 2 epochs: stopped moving)"."""
+        budgets = " -> ".join(str(e) for e in self.epochs)
+        state = "stopped moving" if self.converged else "still moving"
+        return f"{self.limit:.4f} ({budgets} epochs: {state})"
+
+
+@dataclasses.dataclass(frozen=True)
 class LimitReport:
     """What a ``LimitStudy`` found: the prediction with its bounds (and the record it came from,
-    ``spectral`` or ``certified``), the dense model, the actual one-shot and retrained limits
-    (None without retraining), training, the folder it is stored in and each stage's
-    provenance."""
+    ``spectral`` or ``certified``; both when the study was run with ``certified=True``), the
+    dense model, the actual one-shot and retrained limits (None without retraining), the
+    retrained limit as the budget doubles (``budget``, when asked), training, the folder it is
+    stored in and each stage's provenance."""
 
     curvature: str
     num_examples: int
@@ -243,6 +273,7 @@ class LimitReport:
     retrained: RetrainedRecord | None
     folder: Path | None
     provenance: dict[str, Any]
+    budget: BudgetRecord | None = None  # the retrained limit as the budget doubles, if asked
 
     @property
     def eps(self) -> float:

@@ -60,6 +60,7 @@ from prunelimit.pruning import (
     one_shot_sweep,
 )
 from prunelimit.report import (
+    BudgetRecord,
     DenseRecord,
     LimitReport,
     OneShotRecord,
@@ -585,8 +586,9 @@ class LimitStudy:
 
         return OneShotRecord.from_dict(self._stage("one_shot", compute))
 
-    def _retrain_at(self, k: int) -> dict:
-        """Retrain a copy of the model on the magnitude mask keeping k weights; its fixed loss."""
+    def _retrain_at(self, k: int, epochs: int) -> dict:
+        """Retrain a copy of the model for ``epochs`` on the magnitude mask keeping k weights;
+        its fixed loss."""
         data, settings = self._data, self.settings
         assert data.train is not None  # checked in __init__
         model = copy.deepcopy(self.model)
@@ -594,7 +596,7 @@ class LimitStudy:
         masks = global_magnitude_masks(weights, k / sum(w.numel() for w in weights))
         base = settings.recipe or Recipe(1, 0.01)
         recipe = Recipe(
-            settings.pruning.retrain_epochs,
+            epochs,
             learning_rate_after(base),
             momentum=base.momentum,
             batch_size=base.batch_size,
@@ -616,42 +618,90 @@ class LimitStudy:
             "nonzero": kept,
         }
 
+    def _trial(self, k: int, epochs: int) -> dict:
+        """The retraining trial at k with this budget, stored as ``retrain-<k>`` (the study's
+        own budget) or ``retrain-<k>-e<epochs>``, with its ratio and whether it passed."""
+        dense = self.dense()
+        name = f"retrain-{k}" if epochs == self.settings.pruning.retrain_epochs else None
+        trial = self._stage(name or f"retrain-{k}-e{epochs}", lambda: self._retrain_at(k, epochs))
+        threshold = dense.fixed_loss + dense.eps
+        return trial | {"ratio": k / dense.dimension, "passed": trial["loss"] <= threshold}
+
+    def _search(self, epochs: int) -> tuple[int | None, int, list[dict]]:
+        """Halve the one-shot limit until retraining for ``epochs`` fails (or
+        ``retrain_halvings`` times), then bisect twice (geometrically) between the last passing
+        and the first failing k: (the largest failing k or None, the smallest passing k (or the
+        one-shot limit), the trials by k)."""
+        tried: dict[int, dict] = {}
+
+        def passes(k: int) -> bool:
+            tried[k] = self._trial(k, epochs)
+            return tried[k]["passed"]
+
+        high = kept_count(self.dense().dimension, self.one_shot().limit)
+        low = None
+        for _ in range(self.settings.pruning.retrain_halvings):
+            candidate = max(1, high // 2)
+            if candidate == high or not passes(candidate):
+                low = candidate if candidate < high else None
+                break
+            high = candidate
+        for _ in range(2):
+            if low is None:
+                break
+            middle = round(math.sqrt(low * high))
+            if middle in (low, high):
+                break
+            low, high = (low, middle) if passes(middle) else (middle, high)
+        return low, high, [tried[k] for k in sorted(tried)]
+
     def retrained(self) -> RetrainedRecord | None:
-        """Halve the one-shot limit until retraining fails (or ``retrain_halvings`` times), then
-        bisect twice (geometrically) between the last passing and the first failing ratio. None
-        when the study has no retraining budget."""
+        """The retrained limit with the study's budget (``retrain_epochs`` per trial), found by
+        ``_search``. None when the study has no retraining budget."""
         if self.settings.pruning.retrain_epochs == 0:
             return None
 
         def compute() -> JSONValue:
-            dense, one_shot = self.dense(), self.one_shot()
-            size, threshold = dense.dimension, dense.fixed_loss + dense.eps
-            trials: dict[int, dict] = {}
-
-            def passes(k: int) -> bool:
-                if k not in trials:
-                    trials[k] = self._stage(f"retrain-{k}", lambda: self._retrain_at(k))
-                return trials[k]["loss"] <= threshold
-
-            high = kept_count(size, one_shot.limit)
-            low = None
-            for _ in range(self.settings.pruning.retrain_halvings):
-                candidate = max(1, high // 2)
-                if candidate == high or not passes(candidate):
-                    low = candidate if candidate < high else None
-                    break
-                high = candidate
-            for _ in range(2):
-                if low is None:
-                    break
-                middle = round(math.sqrt(low * high))
-                if middle in (low, high):
-                    break
-                low, high = (low, middle) if passes(middle) else (middle, high)
-            ordered = [trials[k] | {"ratio": k / size, "passed": passes(k)} for k in sorted(trials)]
-            return {"limit": high / size, "threshold": threshold, "trials": ordered}
+            dense = self.dense()
+            _, high, trials = self._search(self.settings.pruning.retrain_epochs)
+            threshold = dense.fixed_loss + dense.eps
+            return {"limit": high / dense.dimension, "threshold": threshold, "trials": trials}
 
         return RetrainedRecord.from_dict(self._stage("retrained", compute))
+
+    def retraining_budget(self, doublings: int = 2) -> BudgetRecord | None:
+        """Is the retraining budget enough? Double it (up to ``doublings`` times) until the
+        retrained limit stops moving: at twice the budget, the largest failing and the smallest
+        passing ratio found with the budget before are retrained again; when the first still
+        fails and the second passes, the limit did not move at the search's resolution
+        (converged). Otherwise the search runs again with the doubled budget. None without
+        retraining."""
+        base = self.settings.pruning.retrain_epochs
+        if base == 0:
+            return None
+
+        def compute() -> JSONValue:
+            size, epochs = self.dense().dimension, base
+            low, high, trials = self._search(epochs)
+            rows, converged = [(epochs, low, high, trials)], False
+            for _ in range(doublings):
+                epochs *= 2
+                checks = [self._trial(k, epochs) for k in (low, high) if k is not None]
+                if low is not None and not checks[0]["passed"] and checks[1]["passed"]:
+                    rows.append((epochs, low, high, checks))
+                    converged = True
+                    break
+                low, high, trials = self._search(epochs)
+                rows.append((epochs, low, high, trials))
+            return {
+                "epochs": [row[0] for row in rows],
+                "limits": [row[2] / size for row in rows],
+                "failed_below": [None if row[1] is None else row[1] / size for row in rows],
+                "trials": [row[3] for row in rows],
+                "converged": converged,
+            }
+
+        return BudgetRecord.from_dict(self._stage(f"budget-{doublings}", compute))
 
     def estimate(self, batches: int = 3, stages: Sequence[str] = STAGES) -> CostEstimate:
         """Before ``run``: the wall time of the ``stages`` (of ``STAGES``) not yet stored, from
@@ -721,11 +771,16 @@ class LimitStudy:
             units.append(Unit("evaluation", evaluation, evaluations))
         return CostEstimate(device_description(), tuple(units))
 
-    def run(self) -> LimitReport:
-        """Every stage, computed or loaded: the typed report."""
+    def run(self, certified: bool = False, budget_doublings: int = 0) -> LimitReport:
+        """Every stage, computed or loaded: the typed report. ``certified``: also the certified
+        G bounds when the rule is "abs" or "flat"; ``budget_doublings`` > 0: also whether the
+        retraining budget is enough (``retraining_budget``)."""
         training, dense = self.training(), self.dense()
-        spectral = self.spectral_prediction() if self.settings.curvature != "ggn" else None
-        certified = self.certified_prediction() if self.settings.curvature == "ggn" else None
+        ggn = self.settings.curvature == "ggn"
+        spectral = None if ggn else self.spectral_prediction()
+        bounds = self.certified_prediction() if ggn or certified else None
+        one_shot, retrained = self.one_shot(), self.retrained()
+        budget = self.retraining_budget(budget_doublings) if budget_doublings else None
         return LimitReport(
             curvature=self.settings.curvature,
             num_examples=self.num_examples,
@@ -733,11 +788,12 @@ class LimitStudy:
             training=training,
             dense=dense,
             spectral=spectral,
-            certified=certified,
-            one_shot=self.one_shot(),
-            retrained=self.retrained(),
+            certified=bounds,
+            one_shot=one_shot,
+            retrained=retrained,
             folder=self.folder,
             provenance=self.provenance(),
+            budget=budget,
         )
 
     def provenance(self) -> dict[str, JSONValue]:

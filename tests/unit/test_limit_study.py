@@ -228,3 +228,53 @@ def test_an_estimate_of_some_stages(tmp_path: Path) -> None:
     assert [unit.name for unit in estimate.units] == ["training epoch", "evaluation"]
     with pytest.raises(ValueError, match="unknown stages"):
         _study(tmp_path).estimate(stages=("limit",))
+
+
+def _retraining_rule(study: LimitStudy, needed: dict[int, float]):
+    """A stand-in for retraining: the mask keeping k weights passes with a budget of e epochs
+    exactly when k / D >= needed[e] (losses 0 and 1e9)."""
+
+    def retrain_at(k: int, epochs: int) -> dict:
+        passed = k / study.dense().dimension >= needed[epochs]
+        loss = 0.0 if passed else 1e9
+        return {"k": k, "loss": loss, "accuracy": 1.0, "test_loss": loss, "test_accuracy": 1.0}
+
+    return retrain_at
+
+
+@pytest.mark.parametrize(
+    ("needed", "converged"),
+    [({1: 0.5, 2: 0.2, 4: 0.2}, True), ({1: 0.5, 2: 0.25, 4: 0.125}, False)],
+    ids=["stops-moving", "still-moving"],
+)
+def test_the_retraining_budget_doubles_until_the_limit_stops_moving(
+    tmp_path: Path, monkeypatch, needed: dict[int, float], converged: bool
+) -> None:
+    study = _study(tmp_path, recipe=None, pruning=PruningSpec(grid=(0.9, 1.0), resolution=1e-2))
+    monkeypatch.setattr(study, "one_shot", lambda: type("OneShot", (), {"limit": 1.0})())
+    monkeypatch.setattr(study, "_retrain_at", _retraining_rule(study, needed))
+    budget = study.retraining_budget(doublings=2)
+    assert budget is not None and budget.converged is converged
+    assert budget.epochs == [1, 2, 4]
+    for epochs, limit, failed, trials in zip(
+        budget.epochs, budget.limits, budget.failed_below, budget.trials, strict=True
+    ):
+        assert all(t["passed"] == (t["ratio"] >= needed[epochs]) for t in trials)
+        assert failed is not None and failed < needed[epochs] <= limit, (epochs, failed, limit)
+    if converged:
+        assert budget.limits[2] == budget.limits[1] < budget.limits[0]
+        assert len(budget.trials[2]) == 2, "the check retries only the bracket"
+    else:
+        assert budget.limits[0] > budget.limits[1] > budget.limits[2]
+    first = budget.trials[0][0]["k"]
+    assert (study.folder / f"retrain-{first}.json").is_file()
+    assert (study.folder / f"retrain-{budget.trials[1][0]['k']}-e2.json").is_file()
+    assert "epochs: " + ("stopped moving" if converged else "still moving") in budget.describe()
+
+
+def test_a_report_with_both_predictions_and_the_budget(tmp_path: Path) -> None:
+    report = _study(tmp_path).run(certified=True, budget_doublings=1)
+    assert report.prediction.rule == "abs" and report.certified is not None
+    assert report.budget is not None and report.budget.epochs == [1, 2]
+    assert report.retrained is not None and report.budget.limits[0] == report.retrained.limit
+    assert {"certified", "budget-1"} <= set(report.provenance)
