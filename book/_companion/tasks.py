@@ -38,6 +38,7 @@ class ExperimentConfig:
     hessian: HessianSpec
     pruning: PruningSpec
     seed: int = 0
+    budget_doublings: int = 2  # the retraining budget is doubled up to this often
 
 
 # ----------------------------------------------------------------------------- the eight tasks
@@ -162,6 +163,7 @@ def _full_config(name: str, task: Task) -> ExperimentConfig:
         recipe=_recipe(task.model, task.coefficient),
         hessian=HessianSpec(num_steps=task.steps, chunk_size="auto", reorthogonalize=False),
         pruning=PruningSpec(retrain_epochs=10),
+        budget_doublings=1,
     )
 
 
@@ -192,6 +194,7 @@ def task_config(name: str, profile: str) -> ExperimentConfig:
         recipe=recipe,
         hessian=hessian,
         pruning=PruningSpec(),
+        budget_doublings=2,
     )
     if profile == "cpu":
         return config
@@ -204,6 +207,7 @@ def task_config(name: str, profile: str) -> ExperimentConfig:
         recipe=dataclasses.replace(recipe, epochs=2, warmup_epochs=min(recipe.warmup_epochs, 1)),
         hessian=HessianSpec(num_steps=8, num_probes=2, zero_rows=4, chunk_size=100),
         pruning=PruningSpec(resolution=1e-3, retrain_halvings=2),
+        budget_doublings=1,
     )
 
 
@@ -353,15 +357,19 @@ def plain_run(
 def task_report(
     config: ExperimentConfig, recompute: Recompute = False, progress: bool = True
 ) -> LimitReport:
-    """Every stage of the task's study, computed or loaded."""
-    return task_study(config, recompute, progress=progress).run()
+    """Every stage of the task's study, computed or loaded: the |H| prediction with its spread
+    and the certified G bounds over the same N examples, the actual one-shot limit and the
+    retrained limit as the retraining budget doubles (``config.budget_doublings`` times)."""
+    study = task_study(config, recompute, progress=progress)
+    return study.run(certified=True, budget_doublings=config.budget_doublings)
 
 
 def task_estimate(task: str, profile: str, recompute: Recompute = False) -> str:
     """What the task's page will cost on this machine (its study and the plain run), from a few
     timed units (``LimitStudy.estimate``); "" when everything is stored."""
     config = task_config(task, profile)
-    lomp = task_study(config, recompute, progress=False).estimate()
+    study = task_study(config, recompute, progress=False)
+    lomp = study.estimate(certified=True, budget_doublings=config.budget_doublings)
     plain_study = task_study(plain_variant(config), recompute, progress=False)
     plain = plain_study.estimate(stages=("train", "one_shot"))
     units = lomp.units + tuple(Unit(f"plain {u.name}", u.seconds, u.count) for u in plain.units)

@@ -341,3 +341,54 @@ def agreement(reports: Sequence[LimitReport]) -> dict[str, Any]:
         "whole spread above the one-shot limit (conservative)": int(np.sum(low > one_shot)),
         "whole spread below the retrained limit (too optimistic)": int(np.sum(high < retrained)),
     }
+
+
+def placement(low: float, high: float, actual: float) -> str:
+    """Where an interval lies against an actual limit: "contains" it, lies "below" it (the
+    prediction promises a sparsity that pruning did not reach) or "above" it (it keeps more
+    weights than pruning needed), with the factor when it misses: "33x below"."""
+    if low <= actual <= high:
+        return "contains"
+    if high < actual:
+        return f"{actual / high:.0f}x below" if high > 0 else "below"
+    return f"{low / actual:.1f}x above"
+
+
+def actual_retrained(report: LimitReport) -> tuple[float, str] | None:
+    """The retrained limit the theory's limit is compared with (the largest budget tried, when
+    the budget was doubled) and how it was found, e.g. "1 -> 2 epochs: stopped moving"."""
+    if report.budget is not None:
+        budget = report.budget
+        state = "stopped moving" if budget.converged else "still moving"
+        return budget.limit, f"{' -> '.join(map(str, budget.epochs))} epochs: {state}"
+    if report.retrained is not None:
+        return report.retrained.limit, "one budget, not checked"
+    return None
+
+
+def verdict(report: LimitReport) -> str:
+    """One sentence on a study: whether the certified G prediction holds against the retrained
+    limit (the actual limit the theory is about), and where the |H| spread lies. "Holds": the
+    G interval contains a retrained limit that stopped moving as the budget doubled; "does not
+    hold": it lies above that limit, or below one that stopped moving; "undecided": otherwise
+    (a limit still moving may come down further)."""
+    actual = actual_retrained(report)
+    if actual is None:
+        return "Undecided: no retrained limit to compare the prediction with."
+    limit, how = actual
+    settled = report.budget is not None and report.budget.converged
+    parts, word = [], "Undecided"
+    if report.certified is not None:
+        g = report.certified
+        where = placement(g.low, g.high, limit)
+        parts.append(f"G over N = {report.num_examples:,} ({g.low:.3f}-{g.high:.3f}) {where} it")
+        if where.endswith("above") or (settled and where.endswith("below")):
+            word = "Does not hold"
+        elif settled:
+            word = "Holds"
+    if report.spectral is not None:
+        spread = report.spectral.spread
+        where = placement(spread.low, spread.high, limit)
+        span = f"{spread.low:.2f}-{spread.high:.2f}, {spread.high - spread.low:.2f} wide"
+        parts.append(f"the |H| spread ({span}) {where} it")
+    return f"{word}: retrained limit {limit:.3f} ({how}); " + "; ".join(parts) + "."

@@ -703,37 +703,49 @@ class LimitStudy:
 
         return BudgetRecord.from_dict(self._stage(f"budget-{doublings}", compute))
 
-    def estimate(self, batches: int = 3, stages: Sequence[str] = STAGES) -> CostEstimate:
-        """Before ``run``: the wall time of the ``stages`` (of ``STAGES``) not yet stored, from
-        units timed on this device on a copy of the model (a training epoch scaled from
-        ``batches`` batches after one warm-up batch, one curvature product over the curvature
-        data, one evaluation of the fixed examples) times their counts. Upper bounds: every
-        retraining trial and the whole certified budget are counted. Nothing is timed when
-        nothing is left to compute."""
+    def estimate(
+        self,
+        batches: int = 3,
+        stages: Sequence[str] = STAGES,
+        certified: bool = False,
+        budget_doublings: int = 0,
+    ) -> CostEstimate:
+        """Before ``run`` (with the same ``certified`` and ``budget_doublings``): the wall time
+        of the ``stages`` (of ``STAGES``) not yet stored, from units timed on this device on a
+        copy of the model (a training epoch scaled from ``batches`` batches after one warm-up
+        batch, one product of each curvature matrix used, one evaluation of the fixed examples)
+        times their counts. Upper bounds: every retraining trial and the whole certified budget
+        are counted. Nothing is timed when nothing is left to compute."""
         unknown = set(stages) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown stages {sorted(unknown)}: choose from {STAGES}")
         settings, data = self.settings, self._data
         pruning, hessian, recipe = settings.pruning, settings.hessian, settings.recipe
         ggn = settings.curvature == "ggn"
-        stored_as = {"prediction": "certified" if ggn else "limit"}
+        retraining = pruning.retrain_epochs > 0
+        wanted = [*stages, *(["certified"] if certified and not ggn else [])]
+        wanted += ["budget"] if budget_doublings and retraining else []
+        stored_as = {
+            "prediction": "certified" if ggn else "limit",
+            "budget": f"budget-{budget_doublings}",
+        }
 
         def stored(stage: str) -> bool:
             name = stored_as.get(stage, stage)
             return self.store is not None and self.store.is_fresh(name, self.recompute)
 
-        left = [
+        left = {
             stage
-            for stage in stages
+            for stage in wanted
             if not stored(stage)
             and not (stage == "train" and recipe is None)
-            and not (stage == "retrained" and pruning.retrain_epochs == 0)
-        ]
+            and not (stage == "retrained" and not retraining)
+        }
         if not left:
             return CostEstimate(device_description(), ())
         model = copy.deepcopy(self._model)
         epoch = 0.0
-        if {"train", "retrained"} & set(left):
+        if {"train", "retrained", "budget"} & left:
             assert data.train is not None  # checked in __init__
             inputs, targets = data.train
             sample = dataclasses.replace(recipe or Recipe(1, 0.01), epochs=1)
@@ -746,26 +758,35 @@ class LimitStudy:
             run = functools.partial(train, model, *some, sample, augment=data.augment)
             epoch = timed(lambda: run(progress=False), self.device) * len(inputs) / len(some[0])
         model.eval()
+
+        def product_seconds(on_ggn: bool) -> float:
+            operator = self._curvature_operator(model, on_ggn)
+            vector = torch.ones(operator.shape[0], dtype=operator.dtype, device=operator.device)
+            return timed(lambda: operator.matvec(vector), self.device)
+
         units = []
         if "train" in left:
             assert recipe is not None
             units.append(Unit("training epoch", epoch, recipe.epochs))
-        if "prediction" in left:
-            operator = self._curvature_operator(model, ggn)
-            vector = torch.ones(operator.shape[0], dtype=operator.dtype, device=operator.device)
-            product = timed(lambda: operator.matvec(vector), self.device)
-            slq_products = hessian.num_steps * hessian.num_probes + hessian.zero_rows
-            count = settings.certified.max_products if ggn else slq_products
-            units.append(Unit("curvature product", product, count))
+        if "prediction" in left and not ggn:
+            count = hessian.num_steps * hessian.num_probes + hessian.zero_rows
+            units.append(Unit("Hessian product", product_seconds(False), count))
+        if ("prediction" in left and ggn) or "certified" in left:
+            count = settings.certified.max_products
+            units.append(Unit("Gauss-Newton product", product_seconds(True), count))
         evaluations = 0.0
         if "one_shot" in left:
             test_size = 0 if data.test is None else len(data.test[0])
             evaluations += len(pruning.grid) * (1 + test_size / len(data.fixed[0]))
             evaluations += math.ceil(math.log2(1 / pruning.resolution))  # the bisection
+        trials = pruning.retrain_halvings + 2
         if "retrained" in left:
-            trials = pruning.retrain_halvings + 2
             units.append(Unit("retraining epoch", epoch, trials * pruning.retrain_epochs))
             evaluations += trials
+        if "budget" in left:
+            doubled = sum(pruning.retrain_epochs * 2**i for i in range(1, budget_doublings + 1))
+            units.append(Unit("doubled-budget epoch", epoch, trials * doubled))
+            evaluations += trials * budget_doublings
         if evaluations:
             evaluation = timed(lambda: self._evaluate(data.fixed, model), self.device)
             units.append(Unit("evaluation", evaluation, evaluations))

@@ -39,7 +39,7 @@ def test_the_full_profile_runs_end_to_end_on_a_synthetic_cifar_archive(
     study = task_study(config, root=tmp_path / "results", progress=False)
     estimate = study.estimate(batches=1)
     names = [unit.name for unit in estimate.units]
-    assert names == ["training epoch", "curvature product", "retraining epoch", "evaluation"]
+    assert names == ["training epoch", "Hessian product", "retraining epoch", "evaluation"]
     report = study.run()
     assert report.dimension == 3 * 32 * 32 * 1000 + 1000 * 600 + 600 * 300 + 300 * 100 + 100 * 10
     assert report.num_examples == 16 and report.spectral is not None
@@ -66,4 +66,4 @@ def test_the_task_template_prints_an_estimate_before_a_page_runs(
     assert template is not None
     text = template.cost("fc5-cifar10", "smoke", False)
     assert text.startswith("Estimated time on ") and "plain training epoch" in text
-    assert "curvature product" in text and "total at most" in text
+    assert "Hessian product" in text and "total at most" in text

@@ -16,7 +16,7 @@ from prunelimit.curvature import dense_ggn
 from prunelimit.lanczos import SLQResult
 from prunelimit.limit import flat_weights, predict_limit, prediction_spread
 from prunelimit.models import prunable_parameters
-from prunelimit.report import LimitReport
+from prunelimit.report import LimitReport, placement, verdict
 from prunelimit.study import HessianSpec, LimitStudy, PruningSpec, StudyData
 from prunelimit.training import Recipe
 
@@ -204,7 +204,7 @@ def test_the_estimate_counts_the_work_that_run_does(tmp_path: Path, monkeypatch)
     estimate = study.estimate(batches=2)
     assert all(torch.equal(before[n], t) for n, t in study._model.state_dict().items())
     units = {unit.name: unit for unit in estimate.units}
-    assert set(units) == {"training epoch", "curvature product", "retraining epoch", "evaluation"}
+    assert set(units) == {"training epoch", "Hessian product", "retraining epoch", "evaluation"}
     assert all(unit.seconds > 0 for unit in estimate.units) and estimate.seconds > 0
     columns = []
     original = study_module.HessianOperator.matmat
@@ -216,11 +216,20 @@ def test_the_estimate_counts_the_work_that_run_does(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(study_module.HessianOperator, "matmat", counted)
     report = study.run()
     assert units["training epoch"].count == len(report.training.history) == 3
-    assert units["curvature product"].count == sum(columns) == 12 * 2 + 8
+    assert units["Hessian product"].count == sum(columns) == 12 * 2 + 8
     assert report.retrained is not None
     assert len(report.retrained.trials) <= units["retraining epoch"].count
-    assert "total at most" in str(estimate) and "curvature product" in str(estimate)
+    assert "total at most" in str(estimate) and "Hessian product" in str(estimate)
     assert _study(tmp_path).estimate(batches=1).units == (), "nothing left: nothing timed"
+
+
+def test_an_estimate_with_the_certified_bounds_and_the_doubled_budget(tmp_path: Path) -> None:
+    estimate = _study(tmp_path).estimate(batches=1, certified=True, budget_doublings=2)
+    units = {unit.name: unit for unit in estimate.units}
+    assert units["Gauss-Newton product"].count == 2_000, "the whole certified budget"
+    assert units["doubled-budget epoch"].count == (5 + 2) * (2 + 4), "every trial at 2 and 4"
+    _study(tmp_path).run(certified=True, budget_doublings=2)
+    assert _study(tmp_path).estimate(certified=True, budget_doublings=2).units == ()
 
 
 def test_an_estimate_of_some_stages(tmp_path: Path) -> None:
@@ -278,3 +287,28 @@ def test_a_report_with_both_predictions_and_the_budget(tmp_path: Path) -> None:
     assert report.budget is not None and report.budget.epochs == [1, 2]
     assert report.retrained is not None and report.budget.limits[0] == report.retrained.limit
     assert {"certified", "budget-1"} <= set(report.provenance)
+
+
+def test_placement_says_where_an_interval_lies_against_a_limit() -> None:
+    assert placement(0.1, 0.3, 0.2) == "contains" and placement(0.2, 0.2, 0.2) == "contains"
+    assert placement(0.001, 0.006, 0.186) == "31x below" and placement(0, 0, 0.1) == "below"
+    assert placement(0.5, 0.6, 0.2) == "2.5x above"
+
+
+def test_the_verdict_follows_the_g_interval_and_the_budget(tmp_path: Path) -> None:
+    report = _study(tmp_path).run(certified=True, budget_doublings=1)
+    assert report.certified is not None and report.budget is not None
+    limit = report.budget.limit
+
+    def judged(low: float, high: float, converged: bool) -> str:
+        certified = dataclasses.replace(report.certified, low=low, high=high)
+        budget = dataclasses.replace(report.budget, converged=converged)
+        return verdict(dataclasses.replace(report, certified=certified, budget=budget))
+
+    holds = judged(limit / 2, limit * 2, True)
+    assert holds.startswith("Holds: retrained limit") and "1 -> 2 epochs: stopped moving" in holds
+    assert "G over N = 64" in holds and "contains it" in holds and "|H| spread" in holds
+    assert judged(limit / 20, limit / 10, True).startswith("Does not hold")
+    assert judged(limit / 20, limit / 10, False).startswith("Undecided"), "it may come down"
+    assert judged(limit * 2, limit * 3, False).startswith("Does not hold"), "above stays above"
+    assert judged(limit / 2, limit * 2, False).startswith("Undecided")
