@@ -85,6 +85,9 @@ $(EXECUTED_DIR)/%.ipynb: %.md $(LIBRARY) | $(INSTALLED) $(DATA_READY) announce-n
 $(TASK_EXECUTED): $(EXECUTED_DIR)/book/experiments/%.ipynb: $(TASK_TEMPLATE) $(LIBRARY) | $(INSTALLED) $(DATA_READY) announce-notebooks
 	$(PY) -m companion.pipeline execute $< $@ --page $* --profile $(PROFILE) $(if $(RECOMPUTE_SINCE),--recompute-since $(RECOMPUTE_SINCE))
 
+# The intro's results-at-a-glance box reads the tasks' stored results: they are computed first.
+$(EXECUTED_DIR)/book/intro.ipynb: $(TASK_EXECUTED)
+
 # Says, once, how many notebooks are about to run: those whose executed version is missing or
 # older than the text notebook or the library.
 ANNOUNCED := $(if $(filter tasks,$(MAKECMDGOALS)),book/experiments/summary.md,$(TEXT_NOTEBOOKS)) \

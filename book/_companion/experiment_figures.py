@@ -13,7 +13,6 @@ from matplotlib.figure import Figure
 
 from companion.tasks import ExperimentConfig, PlainRun, describe_run
 from prunelimit.lanczos import SLQResult
-from prunelimit.limit import LanczosSpread
 from prunelimit.plots import ONE_SHOT, PREDICTED, RETRAINED, actual_limit_lines
 from prunelimit.plotting import book_figure
 from prunelimit.report import (
@@ -21,9 +20,13 @@ from prunelimit.report import (
     OneShotRecord,
     SpectralPrediction,
     TrainingRecord,
+    actual_retrained,
     agreement,
+    verdict,
 )
 from prunelimit.tables import Table, records_table
+
+PAPER_CLAIM = "the predicted limit coincides very well with the actual one (its Fig. 3)"
 
 
 def _spectral(report: LimitReport) -> SpectralPrediction:
@@ -41,6 +44,19 @@ def prediction_text(report: LimitReport) -> str:
         f"Predicted limit with its spread, from the Hessian over N = {report.num_examples:,} "
         f"training examples: {spectral.spread} under the authors' $|\\lambda|$ rule; "
         f"{spectral.spread_flat} with negative curvature counted as flat."
+    )
+
+
+def certified_text(report: LimitReport) -> str:
+    """Markdown: the certified G interval with how it was reached, and the rank cap."""
+    certified = report.certified
+    if certified is None:
+        return "No certified prediction: run the study with certified=True."
+    return (
+        f"Certified prediction from $G$ over N = {report.num_examples:,} training examples: "
+        f"{certified.low:.4f}-{certified.high:.4f} at {certified.confidence:.0%} confidence "
+        f"({certified.num_products:,} products, {certified.num_steps} Lanczos steps x "
+        f"{certified.num_probes} probes; {certified.stop_reason})."
     )
 
 
@@ -238,45 +254,48 @@ def steps_plot(report: LimitReport) -> Figure:
 
 
 # ----------------------------------------------------------------------------- summary
-def _difference(spread: LanczosSpread, actual: float) -> str:
-    """Predicted minus actual, with the same over the spread: "+0.03 (-0.06 to +0.07)"."""
-
-    def signed(value: float) -> str:
-        return f"{round(value, 2) or 0.0:+.2f}"  # no "-0.00"
-
-    low, high = signed(spread.low - actual), signed(spread.high - actual)
-    return f"{signed(spread.rho - actual)} ({low} to {high})"
-
-
 def summary_rows(
     reports: dict[str, LimitReport], configs: dict[str, ExperimentConfig]
 ) -> list[dict]:
-    """One row per task: what it ran on, D, N, the predicted rho with its spread over Lanczos
-    truncations and probes (and the steps it was computed with), its kinematic bounds, the
-    actual limits, and predicted minus one-shot (over the spread too); plus the one-shot limit
-    by test accuracy, within 1 point of the dense network's."""
+    """One row per task: what it ran on, D, N, the certified G interval, the |H| prediction
+    with its spread (and the steps and probes it was computed with), the actual one-shot limit,
+    and the retrained limit at the largest budget tried (with the budgets and whether it
+    stopped moving)."""
     rows = []
     for task, report in reports.items():
-        spectral, one_shot = _spectral(report), report.one_shot
-        prediction, spread = spectral.prediction, spectral.spread
-        retrained = report.retrained.limit if report.retrained else float("nan")
+        spread, certified = _spectral(report).spread, report.certified
+        actual = actual_retrained(report)
         rows.append(
             {
                 "task (paper)": task,
                 "ran on": describe_run(configs[task]).label,
                 "D": f"{report.dimension:,}",
-                "N (Hessian)": f"{report.num_examples:,}",
-                "predicted rho (spread over steps x probes)": spread.describe(compact=True),
-                "kinematic bounds": f"{prediction.lower:.4f}-{prediction.upper:.4f}",
-                "actual one-shot": f"{one_shot.limit:.4f}",
-                "actual retrained": f"{retrained:.4f}",
-                "predicted - one-shot (over the spread)": _difference(spread, one_shot.limit),
-                "one-shot by test acc.": (
-                    f"{one_shot.accuracy_limit(report.dense.test_accuracy):.3f}"
+                "N": f"{report.num_examples:,}",
+                "G certified (99%)": (
+                    f"{certified.low:.4f}-{certified.high:.4f}" if certified else "not run"
+                ),
+                "|H| rho (spread over steps x probes)": spread.describe(compact=True),
+                "actual one-shot": f"{report.one_shot.limit:.4f}",
+                "actual retrained (budgets)": (
+                    f"{actual[0]:.4f} ({actual[1]})" if actual else "not run"
                 ),
             }
         )
     return rows
+
+
+def verdict_table(reports: dict[str, LimitReport], configs: dict[str, ExperimentConfig]) -> Table:
+    """Per task, the paper's claim beside what this run found (``prunelimit.report.verdict``)."""
+    rows = [
+        {
+            "task (paper)": task,
+            "ran on": describe_run(configs[task]).label,
+            "the paper": PAPER_CLAIM,
+            "we found": verdict(report),
+        }
+        for task, report in reports.items()
+    ]
+    return records_table(rows)
 
 
 def summary_table(reports: dict[str, LimitReport], configs: dict[str, ExperimentConfig]) -> Table:
@@ -322,36 +341,105 @@ def comparison_table(
     return records_table(rows, caption)
 
 
+CERTIFIED = "darkorange"
+LOG_FLOOR = 1e-4  # a certified interval from 0 is drawn from here on the log axis
+
+
 @book_figure
 def summary_plot(reports: dict[str, LimitReport], configs: dict[str, ExperimentConfig]) -> Figure:
-    """Predicted limit with its spread over Lanczos truncations and probes (the prediction's
-    uncertainty) against the actual one-shot and retrained limits, one row per task."""
-    figure, ax = plt.subplots(figsize=(9, 0.75 * len(reports) + 1.8))
+    """Every prediction with its full uncertainty against the actual limits, one row per task:
+    the |H| prediction with its spread over Lanczos truncations and probes (dot and bars), the
+    certified G interval (thick bar; from 1e-4 when it starts at 0), the one-shot limit
+    (square) and the retrained limit at the largest budget tried (triangle; filled when it
+    stopped moving) with the bracket to the largest ratio that failed below it."""
+    figure, ax = plt.subplots(figsize=(9, 0.95 * len(reports) + 2.0))
     for i, report in enumerate(reports.values()):
         spread = _spectral(report).spread
         ax.errorbar(
             spread.rho,
-            i - 0.2,
+            i - 0.27,
             xerr=[[spread.rho - spread.low], [spread.high - spread.rho]],
             fmt="o",
             color=PREDICTED,
             capsize=4,
         )
-        ax.plot(report.one_shot.limit, i, "s", color=ONE_SHOT)
-        if report.retrained is not None:
-            ax.plot(report.retrained.limit, i + 0.2, "^", color=RETRAINED)
-    ax.errorbar(
-        [], [], xerr=[], fmt="o", color=PREDICTED, capsize=4, label="predicted (bars: spread)"
-    )
+        if report.certified is not None:
+            low = max(report.certified.low, LOG_FLOOR)
+            ax.plot([low, report.certified.high], [i - 0.09] * 2, color=CERTIFIED, lw=5)
+        ax.plot(report.one_shot.limit, i + 0.09, "s", color=ONE_SHOT)
+        actual = actual_retrained(report)
+        if actual is not None:
+            settled = report.budget is not None and report.budget.converged
+            failed = report.budget.failed_below[-1] if report.budget else None
+            if failed is not None:
+                ax.plot([failed, actual[0]], [i + 0.27] * 2, color=RETRAINED, lw=1.5)
+            face = RETRAINED if settled else "white"
+            ax.plot(actual[0], i + 0.27, "^", color=RETRAINED, mfc=face, ms=8)
+    ax.errorbar([], [], xerr=[], fmt="o", color=PREDICTED, capsize=4, label="|H| (bars: spread)")
+    ax.plot([], [], color=CERTIFIED, lw=5, label="G certified (99%)")
     ax.plot([], [], "s", color=ONE_SHOT, label="actual one-shot")
-    ax.plot([], [], "^", color=RETRAINED, label="actual retrained")
+    ax.plot([], [], "^-", color=RETRAINED, label="actual retrained (line: to the last failure)")
     labels = [f"{task}\n{describe_run(configs[task]).label}" for task in reports]
     ax.set_yticks(np.arange(len(reports)), labels)
     ax.invert_yaxis()
-    ax.set(xscale="log", xlabel="pruning ratio (fraction kept)")
+    ax.set(xscale="log", xlabel="pruning ratio (fraction kept)", xlim=(LOG_FLOOR / 2, 1.2))
     ax.grid(axis="x", alpha=0.3)
-    handles, names = ax.get_legend_handles_labels()  # the prediction (a container) comes last
+    handles, names = ax.get_legend_handles_labels()  # the |H| errorbar (a container) comes last
     handles, names = handles[-1:] + handles[:-1], names[-1:] + names[:-1]
-    figure.legend(handles, names, loc="lower center", ncol=3, frameon=False)
-    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    figure.legend(handles, names, loc="lower center", ncol=2, frameon=False)
+    figure.tight_layout(rect=(0, 0.1, 1, 1))
     return figure
+
+
+def budget_table(report: LimitReport) -> Table:
+    """The retrained limit at each budget tried: epochs per trial, the limit, the largest ratio
+    that failed below it, and the trials run with that budget."""
+    budget = report.budget
+    if budget is None:
+        raise ValueError("no budget record: run the study with budget_doublings > 0")
+    rows = [
+        {
+            "epochs per trial": epochs,
+            "retrained limit": f"{limit:.4f}",
+            "largest failing ratio below": "none" if failed is None else f"{failed:.4f}",
+            "trials": len(trials),
+        }
+        for epochs, limit, failed, trials in zip(
+            budget.epochs, budget.limits, budget.failed_below, budget.trials, strict=True
+        )
+    ]
+    state = "stopped moving" if budget.converged else "was still moving"
+    return records_table(rows, f"The retrained limit {state} when the budget last doubled")
+
+
+def glance(reports: dict[str, LimitReport], profile: str) -> str:
+    """Markdown for the intro page: how many tasks' predictions hold, do not hold or are
+    undecided, and how far the certified G prediction lies from the retrained limits."""
+    words = [verdict(report).split(":")[0] for report in reports.values()]
+    counts = {word: words.count(word) for word in ("Holds", "Does not hold", "Undecided")}
+    factors = [
+        actual[0] / report.certified.high
+        for report in reports.values()
+        if report.certified is not None
+        and report.certified.high > 0
+        and (actual := actual_retrained(report)) is not None
+    ]
+    spreads = [_spectral(report).spread for report in reports.values()]
+    inside = sum(
+        spread.low <= actual[0] <= spread.high
+        for spread, report in zip(spreads, reports.values(), strict=True)
+        if (actual := actual_retrained(report)) is not None
+    )
+    widths = [spread.high - spread.low for spread in spreads]
+    median = f"{np.median(factors):.2g}" if factors else "n/a"
+    return (
+        f":::{{admonition}} Results at a glance (profile `{profile}`)\n"
+        f"Of the {len(reports)} tasks of Part III, the certified prediction (Gauss-Newton "
+        f"matrix over the profile's curvature examples) holds on {counts['Holds']}, does not "
+        f"hold on {counts['Does not hold']} and is undecided on {counts['Undecided']} (the "
+        "retrained limit still moved when its budget doubled). The retrained limit is a median "
+        f"{median} times the upper end of the certified interval. The spread of the paper's "
+        f"$|\\lambda|$ rule contains the retrained limit on {inside} of {len(reports)} tasks, "
+        f"and is {min(widths):.2f} to {max(widths):.2f} wide. See {{doc}}`experiments/summary`."
+        "\n:::"
+    )

@@ -75,6 +75,7 @@ from prunelimit.store import (
     JSONValue,
     Recompute,
     Store,
+    config_hash,
     device_description,
     hashed_fields,
     is_fresh,
@@ -431,17 +432,19 @@ class LimitStudy:
     def weights(self) -> list[nn.Parameter]:
         return prunable_parameters(self.model)
 
-    def _curvature_operator(self, model: nn.Module, ggn: bool) -> HessianOperator | GGNOperator:
+    def _curvature_operator(
+        self, model: nn.Module, ggn: bool, chunk_size: ChunkSize | None = None
+    ) -> HessianOperator | GGNOperator:
         """The operator a stage runs on: G in float64 (``ggn``, the certified rule) or H in
         float32 (the "abs" and "flat" rules), over the curvature data, on ``model``'s prunable
-        weights."""
+        weights; chunks of ``chunk_size`` (default: the study's spec of that rule)."""
         data, weights = self._data.curvature_set, prunable_parameters(model)
         if ggn:
-            chunk = self.settings.certified.chunk_size
+            chunk = chunk_size or self.settings.certified.chunk_size
             return GGNOperator(
                 model, self.loss_fn, data, weights, dtype=torch.float64, chunk_size=chunk
             )
-        chunk = self.settings.hessian.chunk_size
+        chunk = chunk_size or self.settings.hessian.chunk_size
         return HessianOperator(model, self.loss_fn, data, weights, chunk_size=chunk)
 
     # ------------------------------------------------------------------------- the stages
@@ -530,13 +533,20 @@ class LimitStudy:
 
         return SpectralPrediction.from_dict(self._stage("limit", compute))
 
-    def certified_prediction(self) -> CertifiedLimit:
+    def _certified_stage(self, spec: CertifiedSpec) -> str:
+        own = hashed_fields(spec) == hashed_fields(self.settings.certified)
+        return "certified" if own else f"certified-{config_hash(spec)}"
+
+    def certified_prediction(self, spec: CertifiedSpec | None = None) -> CertifiedLimit:
         """Certified bounds on the predicted limit for the Gauss-Newton matrix over the
-        curvature data (float64)."""
+        curvature data (float64), with the study's ``CertifiedSpec`` or ``spec`` (stored apart,
+        as ``certified-<hash of spec>``, when it differs)."""
+        spec = spec or self.settings.certified
+        name = self._certified_stage(spec)
 
         def compute() -> JSONValue:
-            spec, eps = self.settings.certified, self.dense().eps
-            operator = self._curvature_operator(self.model, ggn=True)
+            eps = self.dense().eps
+            operator = self._curvature_operator(self.model, ggn=True, chunk_size=spec.chunk_size)
             bounds = certified_limit(
                 operator,
                 flat_weights(self.weights),
@@ -549,7 +559,7 @@ class LimitStudy:
             )
             return bounds.to_dict()
 
-        return CertifiedLimit.from_dict(self._stage("certified", compute))
+        return CertifiedLimit.from_dict(self._stage(name, compute))
 
     def prediction(self) -> Prediction:
         """The predicted limit under the study's curvature rule, with its bounds."""
@@ -707,7 +717,7 @@ class LimitStudy:
         self,
         batches: int = 3,
         stages: Sequence[str] = STAGES,
-        certified: bool = False,
+        certified: bool | CertifiedSpec = False,
         budget_doublings: int = 0,
     ) -> CostEstimate:
         """Before ``run`` (with the same ``certified`` and ``budget_doublings``): the wall time
@@ -725,8 +735,10 @@ class LimitStudy:
         retraining = pruning.retrain_epochs > 0
         wanted = [*stages, *(["certified"] if certified and not ggn else [])]
         wanted += ["budget"] if budget_doublings and retraining else []
+        spec = certified if isinstance(certified, CertifiedSpec) else settings.certified
         stored_as = {
             "prediction": "certified" if ggn else "limit",
+            "certified": self._certified_stage(spec),
             "budget": f"budget-{budget_doublings}",
         }
 
@@ -772,7 +784,7 @@ class LimitStudy:
             count = hessian.num_steps * hessian.num_probes + hessian.zero_rows
             units.append(Unit("Hessian product", product_seconds(False), count))
         if ("prediction" in left and ggn) or "certified" in left:
-            count = settings.certified.max_products
+            count = (settings.certified if "prediction" in left else spec).max_products
             units.append(Unit("Gauss-Newton product", product_seconds(True), count))
         evaluations = 0.0
         if "one_shot" in left:
@@ -792,14 +804,18 @@ class LimitStudy:
             units.append(Unit("evaluation", evaluation, evaluations))
         return CostEstimate(device_description(), tuple(units))
 
-    def run(self, certified: bool = False, budget_doublings: int = 0) -> LimitReport:
+    def run(
+        self, certified: bool | CertifiedSpec = False, budget_doublings: int = 0
+    ) -> LimitReport:
         """Every stage, computed or loaded: the typed report. ``certified``: also the certified
-        G bounds when the rule is "abs" or "flat"; ``budget_doublings`` > 0: also whether the
-        retraining budget is enough (``retraining_budget``)."""
+        G bounds when the rule is "abs" or "flat" (with the study's spec, or this one);
+        ``budget_doublings`` > 0: also whether the retraining budget is enough
+        (``retraining_budget``)."""
         training, dense = self.training(), self.dense()
         ggn = self.settings.curvature == "ggn"
         spectral = None if ggn else self.spectral_prediction()
-        bounds = self.certified_prediction() if ggn or certified else None
+        spec = certified if isinstance(certified, CertifiedSpec) else None
+        bounds = self.certified_prediction(spec) if ggn or certified else None
         one_shot, retrained = self.one_shot(), self.retrained()
         budget = self.retraining_budget(budget_doublings) if budget_doublings else None
         return LimitReport(
