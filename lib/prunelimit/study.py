@@ -784,7 +784,7 @@ class LimitStudy:
             count = hessian.num_steps * hessian.num_probes + hessian.zero_rows
             units.append(Unit("Hessian product", product_seconds(False), count))
         if ("prediction" in left and ggn) or "certified" in left:
-            count = (settings.certified if "prediction" in left else spec).max_products
+            count = (settings.certified if ggn else spec).max_products
             units.append(Unit("Gauss-Newton product", product_seconds(True), count))
         evaluations = 0.0
         if "one_shot" in left:
