@@ -6,6 +6,8 @@ and probes and the number of steps it was computed with (``limit.LanczosSpread``
 estimate does not converge in the steps run, so the standard error over probes is not its error.
 """
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
@@ -56,7 +58,8 @@ def certified_text(report: LimitReport) -> str:
         f"Certified prediction from $G$ over N = {report.num_examples:,} training examples: "
         f"{certified.low:.4f}-{certified.high:.4f} at {certified.confidence:.0%} confidence "
         f"({certified.num_products:,} products, {certified.num_steps} Lanczos steps x "
-        f"{certified.num_probes} probes; {certified.stop_reason})."
+        f"{certified.num_probes} probe{'s' if certified.num_probes > 1 else ''}; "
+        f"{certified.stop_reason})."
     )
 
 
@@ -431,7 +434,8 @@ def glance(reports: dict[str, LimitReport], profile: str) -> str:
         if (actual := actual_retrained(report)) is not None
     )
     widths = [spread.high - spread.low for spread in spreads]
-    median = f"{np.median(factors):.2g}" if factors else "n/a"
+    middle = float(np.median(factors)) if factors else math.nan
+    median = f"{middle:,.0f}" if middle >= 10 else f"{middle:.2g}"
     return (
         f":::{{admonition}} Results at a glance (profile `{profile}`)\n"
         f"Of the {len(reports)} tasks of Part III, the certified prediction (Gauss-Newton "

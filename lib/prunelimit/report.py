@@ -381,7 +381,7 @@ def verdict(report: LimitReport) -> str:
     if report.certified is not None:
         g = report.certified
         where = placement(g.low, g.high, limit)
-        parts.append(f"G over N = {report.num_examples:,} ({g.low:.3f}-{g.high:.3f}) {where} it")
+        parts.append(f"G over N = {report.num_examples:,} ({g.low:.4f}-{g.high:.4f}) {where} it")
         if where.endswith("above") or (settled and where.endswith("below")):
             word = "Does not hold"
         elif settled:

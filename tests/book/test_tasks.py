@@ -32,7 +32,7 @@ from companion.tasks import (
 )
 from prunelimit.data import NUM_CLASSES, MissingDataError
 from prunelimit.lanczos import SLQResult
-from prunelimit.limit import LanczosSpread, critical_distances
+from prunelimit.limit import critical_distances
 from prunelimit.models import build_model, count_parameters
 from prunelimit.plotting import MIN_TEXT_PX, smallest_text_px
 from prunelimit.report import (
@@ -42,6 +42,7 @@ from prunelimit.report import (
     RetrainedRecord,
     SpectralPrediction,
     TrainingRecord,
+    verdict,
 )
 from prunelimit.store import config_hash
 from prunelimit.study import LimitStudy
@@ -131,10 +132,13 @@ def test_a_study_stores_every_stage_in_its_folder_and_reloads_it(smoke_run: Smok
     for stage in STAGES:
         assert stored[stage]["provenance"]["profile"] == "smoke", stage
     assert set(STAGES) <= set(report.provenance), "each stage's provenance is reported"
-    trials = [p.stem for p in folder.glob("retrain-*.json")]
+    trials = [p.stem for p in folder.glob("retrain-*.json") if "-e" not in p.stem]
     assert sorted(int(name.split("-")[1]) for name in trials) == sorted(
         trial["k"] for trial in report.retrained.trials
-    ), "every retraining trial is a stored stage"
+    ), "every retraining trial of the study's budget is a stored stage"
+    assert report.budget is not None
+    doubled = [trial["k"] for trial in report.budget.trials[1]]
+    assert all((folder / f"retrain-{k}-e2.json").is_file() for k in doubled)
     before = {p: p.stat().st_mtime_ns for p in folder.glob("*.json")}
     again = smoke_run.study.run()
     assert (again.prediction, again.one_shot, again.retrained) == (
@@ -221,12 +225,6 @@ def test_the_stored_spread_is_the_stored_predictions_over_steps_and_probes(
     text = experiment_figures.prediction_text(report)
     assert str(spread) in text and str(spectral.spread_flat) in text
     assert "N = 100" in text
-
-
-def test_the_difference_to_an_actual_limit_is_given_over_the_spread() -> None:
-    spread = LanczosSpread(0.5499, 0.10, 0.70, 80, 3, 40, "abs", [], [], [])
-    assert experiment_figures._difference(spread, 0.5509) == "+0.00 (-0.45 to +0.15)"
-    assert experiment_figures._difference(spread, 0.05) == "+0.50 (+0.05 to +0.65)"
 
 
 def test_plain_runs_skip_the_spectrum_and_retraining(
@@ -401,6 +399,11 @@ def test_part_three_figures_are_readable_and_show_the_limits_definition(
     (bars,) = figures[5].axes[0].containers[:1]  # the first task's prediction and its spread
     segment = bars.lines[2][0].get_segments()[0]
     assert [x for x, _ in segment] == pytest.approx([spread.low, spread.high])
+    certified = report.certified
+    assert certified is not None
+    drawn = [list(line.get_xdata()) for line in figures[5].axes[0].get_lines()]
+    low = max(certified.low, experiment_figures.LOG_FLOOR)
+    assert [low, certified.high] in drawn, "the certified interval"
     plt.close("all")
 
 
@@ -411,9 +414,32 @@ def test_the_tables_of_part_three_show_the_reports(smoke_run: SmokeRun) -> None:
     assert f"{report.dimension:,}" in row and f"{report.eps:.4g}" in row
     (summary,) = experiment_figures.summary_rows({config.task: report}, {config.task: config})
     assert summary["actual one-shot"] == f"{report.one_shot.limit:.4f}"
-    assert summary["N (Hessian)"] == "100" and summary["ran on"] == describe_run(config).label
+    assert summary["N"] == "100" and summary["ran on"] == describe_run(config).label
+    certified, budget = report.certified, report.budget
+    assert certified is not None and budget is not None
+    assert summary["G certified (99%)"] == f"{certified.low:.4f}-{certified.high:.4f}"
+    assert summary["actual retrained (budgets)"].startswith(f"{budget.limit:.4f} (1 -> 2 epochs")
+    (verdict_row,) = experiment_figures.verdict_table(
+        {config.task: report}, {config.task: config}
+    ).rows
+    assert verdict_row[-1] == verdict(report) and "coincides" in verdict_row[-2]
+    budget_rows = experiment_figures.budget_table(report).rows
+    assert [row[0] for row in budget_rows] == ["1", "2"]
+    assert budget_rows[-1][1] == f"{budget.limit:.4f}"
+    text = experiment_figures.certified_text(report)
+    assert f"{certified.low:.4f}-{certified.high:.4f}" in text and "N = 100" in text
     counts = experiment_figures.agreement_table({config.task: report}).rows
     assert ("tasks", "1") in counts
+
+
+def test_the_glance_counts_the_verdicts(smoke_run: SmokeRun) -> None:
+    report = smoke_run.report
+    text = experiment_figures.glance({"a": report, "b": report}, "smoke")
+    word = verdict(report).split(":")[0]
+    counts = {w: 2 if w == word else 0 for w in ("Holds", "Does not hold", "Undecided")}
+    assert text.startswith(":::{admonition} Results at a glance (profile `smoke`)")
+    assert f"holds on {counts['Holds']}, does not hold on {counts['Does not hold']}" in text
+    assert f"undecided on {counts['Undecided']}" in text and text.endswith(":::")
 
 
 def test_the_comparison_counts_the_tasks_where_lomp_prunes_further(smoke_run: SmokeRun) -> None:
