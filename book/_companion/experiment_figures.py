@@ -399,7 +399,17 @@ def budget_table(report: LimitReport) -> Table:
     that failed below it, and the trials run with that budget."""
     budget = report.budget
     if budget is None:
-        raise ValueError("no budget record: run the study with budget_doublings > 0")
+        retrained = report.retrained
+        if retrained is None:
+            return records_table([{"retraining": "not run"}])
+        failed = [t["ratio"] for t in retrained.trials if not t["passed"]]
+        row = {
+            "epochs per trial": "the study's",
+            "retrained limit": f"{retrained.limit:.4f}",
+            "largest failing ratio below": f"{max(failed):.4f}" if failed else "none",
+            "trials": len(retrained.trials),
+        }
+        return records_table([row], "Not checked: the budget was not doubled in this run")
     rows = [
         {
             "epochs per trial": epochs,
@@ -419,7 +429,7 @@ def glance(reports: dict[str, LimitReport], profile: str) -> str:
     """Markdown for the intro page: how many tasks' predictions hold, do not hold or are
     undecided, and how far the certified G prediction lies from the retrained limits."""
     words = [verdict(report).split(":")[0] for report in reports.values()]
-    counts = {word: words.count(word) for word in ("Holds", "Does not hold", "Undecided")}
+    counts = {w: words.count(w) for w in ("Holds", "Does not hold", "Undecided", "Not judged")}
     factors = [
         actual[0] / report.certified.high
         for report in reports.values()
@@ -441,7 +451,8 @@ def glance(reports: dict[str, LimitReport], profile: str) -> str:
         f"Of the {len(reports)} tasks of Part III, the certified prediction (Gauss-Newton "
         f"matrix over the profile's curvature examples) holds on {counts['Holds']}, does not "
         f"hold on {counts['Does not hold']} and is undecided on {counts['Undecided']} (the "
-        "retrained limit still moved when its budget doubled). The retrained limit is a median "
+        "retrained limit still moved when its budget doubled); "
+        f"{counts['Not judged']} were not rerun with it. The retrained limit is a median "
         f"{median} times the upper end of the certified interval. The spread of the paper's "
         f"$|\\lambda|$ rule contains the retrained limit on {inside} of {len(reports)} tasks, "
         f"and is {min(widths):.2f} to {max(widths):.2f} wide. See {{doc}}`experiments/summary`."

@@ -41,7 +41,7 @@ class ExperimentConfig:
     budget_doublings: int = 2  # the retraining budget is doubled up to this often
     # the certified G bounds beside the |H| prediction (the cpu profile affords a small product
     # budget: 3-6 s per float64 product on its conv nets)
-    certified: CertifiedSpec = dataclasses.field(default_factory=CertifiedSpec)
+    certified: CertifiedSpec | None = dataclasses.field(default_factory=CertifiedSpec)
 
 
 # ----------------------------------------------------------------------------- the eight tasks
@@ -61,6 +61,11 @@ class Task:
     cpu: dict[str, Any]
     about: str  # the task page's introduction: the model and the paper's recipe (MyST)
     steps: int = 128
+    # Whether the cpu profile also certifies the Gauss-Newton prediction and doubles the
+    # retraining budget. The convolutional stand-ins do not yet: their stored stages predate
+    # both, and a rerun costs about 2.5 h on 2 cores (their SLQ stage alone took 12-28 min each
+    # in the 2026-11-23 run), so their pages report no verdict until it is done.
+    cpu_checks: bool = False
 
 
 _FASHION = {"name": "fashion-mnist", "test_limit": 2000, "fixed_size": 5000}
@@ -74,6 +79,7 @@ TASKS = {
             "FC5 is the paper's five-layer fully connected network (input, 1000, 600, 300, 100, "
             "classes). The paper trains it on CIFAR-10 with an l1 penalty of 5e-5."
         ),
+        cpu_checks=True,
     ),
     "fc12-cifar10": Task(
         "fc12",
@@ -85,6 +91,7 @@ TASKS = {
             "trains only with Kaiming initialisation {cite:p}`he2015delving`; the paper trains it "
             "on CIFAR-10 with an l1 penalty of 5e-5."
         ),
+        cpu_checks=True,
     ),
     "alexnet-cifar10": Task(
         "alexnet",
@@ -198,8 +205,8 @@ def task_config(name: str, profile: str) -> ExperimentConfig:
         recipe=recipe,
         hessian=hessian,
         pruning=PruningSpec(),
-        budget_doublings=2,
-        certified=CertifiedSpec(max_products=60),
+        budget_doublings=2 if task.cpu_checks else 0,
+        certified=CertifiedSpec(max_products=60) if task.cpu_checks else None,
     )
     if profile == "cpu":
         return config
@@ -367,7 +374,7 @@ def task_report(
     and the certified G bounds over the same N examples, the actual one-shot limit and the
     retrained limit as the retraining budget doubles (``config.budget_doublings`` times)."""
     study = task_study(config, recompute, progress=progress)
-    return study.run(certified=config.certified, budget_doublings=config.budget_doublings)
+    return study.run(certified=config.certified or False, budget_doublings=config.budget_doublings)
 
 
 def task_estimate(task: str, profile: str, recompute: Recompute = False) -> str:
@@ -375,7 +382,8 @@ def task_estimate(task: str, profile: str, recompute: Recompute = False) -> str:
     timed units (``LimitStudy.estimate``); "" when everything is stored."""
     config = task_config(task, profile)
     study = task_study(config, recompute, progress=False)
-    lomp = study.estimate(certified=config.certified, budget_doublings=config.budget_doublings)
+    checks = {"certified": config.certified or False, "budget_doublings": config.budget_doublings}
+    lomp = study.estimate(**checks)
     plain_study = task_study(plain_variant(config), recompute, progress=False)
     plain = plain_study.estimate(stages=("train", "one_shot"))
     units = lomp.units + tuple(Unit(f"plain {u.name}", u.seconds, u.count) for u in plain.units)

@@ -371,13 +371,13 @@ def verdict(report: LimitReport) -> str:
     limit (the actual limit the theory is about), and where the |H| spread lies. "Holds": the
     G interval contains a retrained limit that stopped moving as the budget doubled; "does not
     hold": it lies above that limit, or below one that stopped moving; "undecided": otherwise
-    (a limit still moving may come down further)."""
+    (a limit still moving may come down further); "not judged": no certified prediction."""
     actual = actual_retrained(report)
     if actual is None:
         return "Undecided: no retrained limit to compare the prediction with."
     limit, how = actual
     settled = report.budget is not None and report.budget.converged
-    parts, word = [], "Undecided"
+    parts, word = [], "Undecided" if report.certified is not None else "Not judged"
     if report.certified is not None:
         g = report.certified
         where = placement(g.low, g.high, limit)
