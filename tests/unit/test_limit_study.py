@@ -312,3 +312,10 @@ def test_the_verdict_follows_the_g_interval_and_the_budget(tmp_path: Path) -> No
     assert judged(limit / 20, limit / 10, False).startswith("Undecided"), "it may come down"
     assert judged(limit * 2, limit * 3, False).startswith("Does not hold"), "above stays above"
     assert judged(limit / 2, limit * 2, False).startswith("Undecided")
+
+
+def test_a_study_without_the_certified_prediction_is_not_judged(tmp_path: Path) -> None:
+    report = _study(tmp_path).run()
+    assert report.certified is None and report.budget is None
+    text = verdict(report)
+    assert text.startswith("Not judged: retrained limit") and "one budget, not checked" in text
