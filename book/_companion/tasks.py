@@ -428,12 +428,14 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def profile_differences(config: ExperimentConfig, reference: ExperimentConfig) -> list[list]:
-    """Rows [setting, this config, reference] for every setting on which the two differ."""
+    """Rows [setting, this config, reference] for every setting on which the two differ ("-"
+    where one of them has no such setting, e.g. no certified bounds)."""
     ours, theirs = (_flatten(dataclasses.asdict(c)) for c in (config, reference))
+    keys = [*ours, *(key for key in theirs if key not in ours)]
     return [
-        [key, ours[key], theirs[key]]
-        for key in ours
-        if ours[key] != theirs[key] and key not in ("profile", "pruning.grid")
+        [key, ours.get(key, "-"), theirs.get(key, "-")]
+        for key in keys
+        if ours.get(key, "-") != theirs.get(key, "-") and key not in ("profile", "pruning.grid")
     ]
 
 
