@@ -350,8 +350,13 @@ def placement(low: float, high: float, actual: float) -> str:
     if low <= actual <= high:
         return "contains"
     if high < actual:
-        return f"{actual / high:.0f}x below" if high > 0 else "below"
-    return f"{low / actual:.1f}x above"
+        return f"{_factor(actual / high)} below" if high > 0 else "below"
+    return f"{_factor(low / actual)} above"
+
+
+def _factor(ratio: float) -> str:
+    """'31x' from 10 on, '2.5x' below."""
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
 
 
 def actual_retrained(report: LimitReport) -> tuple[float, str] | None:

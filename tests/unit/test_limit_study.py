@@ -292,7 +292,7 @@ def test_a_report_with_both_predictions_and_the_budget(tmp_path: Path) -> None:
 def test_placement_says_where_an_interval_lies_against_a_limit() -> None:
     assert placement(0.1, 0.3, 0.2) == "contains" and placement(0.2, 0.2, 0.2) == "contains"
     assert placement(0.001, 0.006, 0.186) == "31x below" and placement(0, 0, 0.1) == "below"
-    assert placement(0.5, 0.6, 0.2) == "2.5x above"
+    assert placement(0.5, 0.6, 0.2) == "2.5x above" and placement(0.1, 0.7, 0.8) == "1.1x below"
 
 
 def test_the_verdict_follows_the_g_interval_and_the_budget(tmp_path: Path) -> None:
