@@ -62,9 +62,9 @@ class Task:
     about: str  # the task page's introduction: the model and the paper's recipe (MyST)
     steps: int = 128
     # Whether the cpu profile also certifies the Gauss-Newton prediction and doubles the
-    # retraining budget. The convolutional stand-ins do not yet: their stored stages predate
-    # both, and a rerun costs about 2.5 h on 2 cores (their SLQ stage alone took 12-28 min each
-    # in the 2026-11-23 run), so their pages report no verdict until it is done.
+    # retraining budget. Four convolutional stand-ins do not yet: their stored stages predate
+    # both, and a rerun costs about 2 h on 2 cores (their SLQ stage alone took 13-28 min
+    # each in the 2026-11-23 run), so their pages report no verdict until it is done.
     cpu_checks: bool = False
 
 
@@ -105,6 +105,7 @@ TASKS = {
             "Lanczos steps."
         ),
         steps=96,
+        cpu_checks=True,
     ),
     "vgg16-cifar10": Task(
         "vgg16_bn",
@@ -148,6 +149,7 @@ TASKS = {
             "ResNet18 {cite:p}`he2016deep` on TinyImageNet {cite:p}`le2015tiny` (200 classes, 64 x"
             " 64 images), with the ResNet recipe and an l1 penalty of 5e-5."
         ),
+        cpu_checks=True,
     ),
     "resnet50-tinyimagenet": Task(
         "resnet50",
