@@ -30,6 +30,10 @@ from prunelimit.limit import Weights, projection_distances
 from prunelimit.quadrature import LanczosRecurrence, gauss_radau_rule, gauss_rule
 
 FLOOR_ROUNDING = 100 * float(np.finfo(np.float64).eps)  # Ritz values this far below 0 are rounding
+# ... and so are those within 1e-9 / s_max of 0: a Radau node there moves no bound by more than
+# 1e-9, though rounding in a product's intermediate terms (a saturated softmax) can put it below
+# rounding relative to |T| when the curvature itself is tiny
+FLOOR_NEGLIGIBLE = 1e-9
 
 
 class NotPositiveSemidefiniteError(ValueError):
@@ -123,7 +127,7 @@ def _probe_bounds(recurrence: LanczosRecurrence, grid: _Grid) -> tuple[np.ndarra
     for tridiagonal, norm_sq in zip(
         recurrence.tridiagonals(), recurrence.start_norms_sq, strict=True
     ):
-        floor = _floor(tridiagonal)
+        floor = min(_floor(tridiagonal), -FLOOR_NEGLIGIBLE / float(np.max(grid.scales)))
         try:
             radau = gauss_radau_rule(tridiagonal, floor)
         except ValueError as error:

@@ -116,6 +116,26 @@ def test_certified_interval_contains_the_exact_prediction_of_a_psd_matrix():
     assert result.num_products == result.trace[-1]["products"]
 
 
+def test_rounding_level_negative_curvature_of_a_tiny_operator_is_not_refused():
+    """A tiny PSD curvature (a saturated softmax makes G ~ 1e-30) with one eigenvalue at
+    -1e-36: far below 0 relative to |G|, far below anything a shift c = 2 eps / R^2 can see.
+    Lanczos run over its whole spectrum finds it, and the probe bounds are still given
+    (test_an_indefinite_operator_is_refused keeps a real negative eigenvalue refused)."""
+    eigenvalues = np.append(1e-30 * np.arange(1.0, 50.0), -1e-36)
+    recurrence = LanczosRecurrence(
+        MatrixOperator(torch.tensor(np.diag(eigenvalues))), rademacher_probes(50, 1, 0, "cpu")
+    )
+    for _ in range(49):
+        recurrence.step()
+    (tridiagonal,) = recurrence.tridiagonals()
+    assert np.linalg.eigvalsh(np.diag(tridiagonal.diagonal)
+                              + np.diag(tridiagonal.offdiagonal, 1)
+                              + np.diag(tridiagonal.offdiagonal, -1)).min() < -1e-37  # fmt: skip
+    grid = _Grid.build(projection_distances(np.ones(50)), 0.05, 64)
+    lower, upper = _probe_bounds(recurrence, grid)
+    assert np.all(np.isfinite(lower)) and np.all(lower <= upper + 1e-12)
+
+
 def test_a_rank_bound_caps_the_interval():
     matrix, eigenvalues, _ = psd_matrix(300, 285, seed=17)  # rank 15
     operator = MatrixOperator(torch.tensor(matrix))
