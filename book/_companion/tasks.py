@@ -118,6 +118,7 @@ TASKS = {
             "paper. The Hessian is taken in eval mode (BatchNorm uses its running statistics), "
             "which is also how the pruned network is evaluated."
         ),
+        cpu_checks=True,
     ),
     "resnet18-cifar100": Task(
         "resnet18",
@@ -129,6 +130,7 @@ TASKS = {
             "trained by the paper with learning rate 0.1, five warm-up epochs and cosine decay, "
             "and an l1 penalty of 5e-5."
         ),
+        cpu_checks=True,
     ),
     "resnet50-cifar100": Task(
         "resnet50",
@@ -139,6 +141,7 @@ TASKS = {
             "ResNet50 {cite:p}`he2016deep` with bottleneck blocks in its CIFAR variant; same "
             "schedule as ResNet18, with an l1 penalty of 2e-5."
         ),
+        cpu_checks=True,
     ),
     "resnet18-tinyimagenet": Task(
         "resnet18",
@@ -160,6 +163,7 @@ TASKS = {
             "ResNet50 {cite:p}`he2016deep` on TinyImageNet {cite:p}`le2015tiny`, with the ResNet "
             "recipe and an l1 penalty of 2e-5."
         ),
+        cpu_checks=True,
     ),
 }
 
