@@ -61,11 +61,6 @@ class Task:
     cpu: dict[str, Any]
     about: str  # the task page's introduction: the model and the paper's recipe (MyST)
     steps: int = 128
-    # Whether the cpu profile also certifies the Gauss-Newton prediction and doubles the
-    # retraining budget. Four convolutional stand-ins do not yet: their stored stages predate
-    # both, and a rerun costs about 2 h on 2 cores (their SLQ stage alone took 13-28 min
-    # each in the 2026-11-23 run), so their pages report no verdict until it is done.
-    cpu_checks: bool = False
 
 
 _FASHION = {"name": "fashion-mnist", "test_limit": 2000, "fixed_size": 5000}
@@ -79,7 +74,6 @@ TASKS = {
             "FC5 is the paper's five-layer fully connected network (input, 1000, 600, 300, 100, "
             "classes). The paper trains it on CIFAR-10 with an l1 penalty of 5e-5."
         ),
-        cpu_checks=True,
     ),
     "fc12-cifar10": Task(
         "fc12",
@@ -91,7 +85,6 @@ TASKS = {
             "trains only with Kaiming initialisation {cite:p}`he2015delving`; the paper trains it "
             "on CIFAR-10 with an l1 penalty of 5e-5."
         ),
-        cpu_checks=True,
     ),
     "alexnet-cifar10": Task(
         "alexnet",
@@ -105,7 +98,6 @@ TASKS = {
             "Lanczos steps."
         ),
         steps=96,
-        cpu_checks=True,
     ),
     "vgg16-cifar10": Task(
         "vgg16_bn",
@@ -118,7 +110,6 @@ TASKS = {
             "paper. The Hessian is taken in eval mode (BatchNorm uses its running statistics), "
             "which is also how the pruned network is evaluated."
         ),
-        cpu_checks=True,
     ),
     "resnet18-cifar100": Task(
         "resnet18",
@@ -130,7 +121,6 @@ TASKS = {
             "trained by the paper with learning rate 0.1, five warm-up epochs and cosine decay, "
             "and an l1 penalty of 5e-5."
         ),
-        cpu_checks=True,
     ),
     "resnet50-cifar100": Task(
         "resnet50",
@@ -141,7 +131,6 @@ TASKS = {
             "ResNet50 {cite:p}`he2016deep` with bottleneck blocks in its CIFAR variant; same "
             "schedule as ResNet18, with an l1 penalty of 2e-5."
         ),
-        cpu_checks=True,
     ),
     "resnet18-tinyimagenet": Task(
         "resnet18",
@@ -152,7 +141,6 @@ TASKS = {
             "ResNet18 {cite:p}`he2016deep` on TinyImageNet {cite:p}`le2015tiny` (200 classes, 64 x"
             " 64 images), with the ResNet recipe and an l1 penalty of 5e-5."
         ),
-        cpu_checks=True,
     ),
     "resnet50-tinyimagenet": Task(
         "resnet50",
@@ -163,7 +151,6 @@ TASKS = {
             "ResNet50 {cite:p}`he2016deep` on TinyImageNet {cite:p}`le2015tiny`, with the ResNet "
             "recipe and an l1 penalty of 2e-5."
         ),
-        cpu_checks=True,
     ),
 }
 
@@ -211,8 +198,8 @@ def task_config(name: str, profile: str) -> ExperimentConfig:
         recipe=recipe,
         hessian=hessian,
         pruning=PruningSpec(),
-        budget_doublings=2 if task.cpu_checks else 0,
-        certified=CertifiedSpec(max_products=60) if task.cpu_checks else None,
+        budget_doublings=2,
+        certified=CertifiedSpec(max_products=60),
     )
     if profile == "cpu":
         return config
