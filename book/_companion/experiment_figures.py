@@ -18,12 +18,14 @@ from prunelimit.lanczos import SLQResult
 from prunelimit.plots import ONE_SHOT, PREDICTED, RETRAINED, actual_limit_lines
 from prunelimit.plotting import book_figure
 from prunelimit.report import (
+    JUDGEMENTS,
     LimitReport,
     OneShotRecord,
     SpectralPrediction,
     TrainingRecord,
     actual_retrained,
     agreement,
+    judgement,
     verdict,
 )
 from prunelimit.tables import Table, records_table
@@ -421,15 +423,14 @@ def budget_table(report: LimitReport) -> Table:
             budget.epochs, budget.limits, budget.failed_below, budget.trials, strict=True
         )
     ]
-    state = "stopped moving" if budget.converged else "was still moving"
-    return records_table(rows, f"The retrained limit {state} when the budget last doubled")
+    return records_table(rows, f"The retrained limit as the budget doubled ({budget.progress})")
 
 
 def glance(reports: dict[str, LimitReport], profile: str) -> str:
     """Markdown for the intro page: how many tasks' predictions hold, do not hold or are
     undecided, and how far the certified G prediction lies from the retrained limits."""
-    words = [verdict(report).split(":")[0] for report in reports.values()]
-    counts = {w: words.count(w) for w in ("Holds", "Does not hold", "Undecided", "Not judged")}
+    words = [judgement(report) for report in reports.values()]
+    counts = {word: words.count(word) for word in JUDGEMENTS}
     factors = [
         actual[0] / report.certified.high
         for report in reports.values()

@@ -247,11 +247,11 @@ class BudgetRecord:
         """The retrained limit at the largest budget tried."""
         return self.limits[-1]
 
-    def describe(self) -> str:
-        """E.g. "0.1861 (1 -> 2 epochs: stopped moving)"."""
+    @property
+    def progress(self) -> str:
+        """The budgets tried and where the limit ended, e.g. "1 -> 2 epochs: stopped moving"."""
         budgets = " -> ".join(str(e) for e in self.epochs)
-        state = "stopped moving" if self.converged else "still moving"
-        return f"{self.limit:.4f} ({budgets} epochs: {state})"
+        return f"{budgets} epochs: {'stopped moving' if self.converged else 'still moving'}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -363,34 +363,46 @@ def actual_retrained(report: LimitReport) -> tuple[float, str] | None:
     """The retrained limit the theory's limit is compared with (the largest budget tried, when
     the budget was doubled) and how it was found, e.g. "1 -> 2 epochs: stopped moving"."""
     if report.budget is not None:
-        budget = report.budget
-        state = "stopped moving" if budget.converged else "still moving"
-        return budget.limit, f"{' -> '.join(map(str, budget.epochs))} epochs: {state}"
+        return report.budget.limit, report.budget.progress
     if report.retrained is not None:
         return report.retrained.limit, "one budget, not checked"
     return None
 
 
-def verdict(report: LimitReport) -> str:
-    """One sentence on a study: whether the certified G prediction holds against the retrained
-    limit (the actual limit the theory is about), and where the |H| spread lies. "Holds": the
-    G interval contains a retrained limit that stopped moving as the budget doubled; "does not
-    hold": it lies above that limit, or below one that stopped moving; "undecided": otherwise
-    (a limit still moving may come down further); "not judged": no certified prediction."""
+JUDGEMENTS = ("Holds", "Does not hold", "Undecided", "Not judged")
+
+
+def judgement(report: LimitReport) -> str:
+    """Whether the certified G prediction holds against the retrained limit (the actual limit
+    the theory is about), one of ``JUDGEMENTS``. "Holds": the G interval contains a retrained
+    limit that stopped moving as the budget doubled; "Does not hold": it lies above that limit,
+    or below one that stopped moving; "Undecided": otherwise (a limit still moving may come
+    down further) or no retrained limit; "Not judged": no certified prediction."""
     actual = actual_retrained(report)
+    if report.certified is None:
+        return "Not judged"
     if actual is None:
-        return "Undecided: no retrained limit to compare the prediction with."
-    limit, how = actual
+        return "Undecided"
+    where = placement(report.certified.low, report.certified.high, actual[0])
     settled = report.budget is not None and report.budget.converged
-    parts, word = [], "Undecided" if report.certified is not None else "Not judged"
+    if where.endswith("above") or (settled and where.endswith("below")):
+        return "Does not hold"
+    return "Holds" if settled else "Undecided"
+
+
+def verdict(report: LimitReport) -> str:
+    """One sentence on a study: its ``judgement``, the retrained limit and how it was found,
+    and where the certified G interval and the |H| spread lie against it."""
+    actual = actual_retrained(report)
+    word = judgement(report)
+    if actual is None:
+        return f"{word}: no retrained limit to compare the prediction with."
+    limit, how = actual
+    parts = []
     if report.certified is not None:
         g = report.certified
         where = placement(g.low, g.high, limit)
         parts.append(f"G over N = {report.num_examples:,} ({g.low:.4f}-{g.high:.4f}) {where} it")
-        if where.endswith("above") or (settled and where.endswith("below")):
-            word = "Does not hold"
-        elif settled:
-            word = "Holds"
     if report.spectral is not None:
         spread = report.spectral.spread
         where = placement(spread.low, spread.high, limit)

@@ -278,7 +278,10 @@ def test_the_retraining_budget_doubles_until_the_limit_stops_moving(
     first = budget.trials[0][0]["k"]
     assert (study.folder / f"retrain-{first}.json").is_file()
     assert (study.folder / f"retrain-{budget.trials[1][0]['k']}-e2.json").is_file()
-    assert "epochs: " + ("stopped moving" if converged else "still moving") in budget.describe()
+    assert (
+        budget.progress
+        == "1 -> 2 -> 4 epochs: " + ("stopped" if converged else "still") + " moving"
+    )
 
 
 def test_a_report_with_both_predictions_and_the_budget(tmp_path: Path) -> None:
