@@ -63,11 +63,18 @@ def prepare(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, size: i
     return torch.nn.functional.pad(images, [margin // 2] * 4)
 
 
+def channel_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation [C] (float32) of images [N, C, H, W] scaled to
+    [0, 1]. Summed in float64 and rounded once, so that the result (and with it every prepared
+    image and the study key) is the same bits however many threads share the reduction."""
+    scaled = images.double() / 255.0 if images.dtype == torch.uint8 else images.double()
+    return scaled.mean(dim=(0, 2, 3)).float(), scaled.std(dim=(0, 2, 3)).float()
+
+
 def make_views(spec: DataSpec, raw: tuple[Data, Data]) -> Views:
     """Views of already loaded (train, test) splits, images uint8 or floats in [0, 1]."""
     (train_x, train_y), test = limited(raw[0], spec.train_limit), limited(raw[1], spec.test_limit)
-    scaled = train_x.float() / 255.0 if train_x.dtype == torch.uint8 else train_x.float()
-    mean, std = scaled.mean(dim=(0, 2, 3)), scaled.std(dim=(0, 2, 3))
+    mean, std = channel_statistics(train_x)
     train = prepare(train_x, mean, std, spec.image_size), train_y
     fixed_index = balanced_subset(train_y, min(spec.fixed_size, len(train_y)))
     fixed = train[0][fixed_index], train_y[fixed_index]

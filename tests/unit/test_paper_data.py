@@ -145,6 +145,25 @@ def test_views_normalise_pad_and_fix_a_balanced_subset() -> None:
         prepare(train.float(), torch.zeros(1), torch.ones(1), 31)
 
 
+def test_views_are_the_same_bits_with_one_and_two_threads() -> None:
+    """The study key hashes the prepared images, so their normalisation must not depend on how a
+    reduction over 47M pixels is split between threads (float32 sums did, in the last bit)."""
+    generator = torch.Generator().manual_seed(1)
+    train = torch.randint(0, 256, (60_000, 1, 28, 28), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(60_000) % 10
+    spec = DataSpec("fashion-mnist", 28, fixed_size=100, hessian_size=40)
+    threads = torch.get_num_threads()
+    views = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            views.append(make_views(spec, ((train, labels), (train[:10], labels[:10]))))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(views[0].train[0], views[1].train[0])
+    assert torch.equal(views[0].test[0], views[1].test[0])
+
+
 def test_full_profile_views_read_cifar_from_the_archive(data_dir: Path) -> None:
     write_cifar(data_dir, "cifar100", as_archive=True)
     spec = DataSpec("cifar100", 32, fixed_size=5, hessian_size=3, augment=True, download=True)
