@@ -637,23 +637,26 @@ class LimitStudy:
         threshold = dense.fixed_loss + dense.eps
         return trial | {"ratio": k / dense.dimension, "passed": trial["loss"] <= threshold}
 
-    def _search(self, epochs: int) -> tuple[int | None, int, list[dict]]:
-        """Halve the one-shot limit until retraining for ``epochs`` fails (or
-        ``retrain_halvings`` times), then bisect twice (geometrically) between the last passing
-        and the first failing k: (the largest failing k or None, the smallest passing k (or the
-        one-shot limit), the trials by k)."""
-        tried: dict[int, dict] = {}
+    def _search(
+        self, epochs: int, start: int | None = None, tried: dict[int, dict] | None = None
+    ) -> tuple[int | None, int, list[dict]]:
+        """Halve from ``start`` (a k known to pass with this budget; default the one-shot limit)
+        until retraining for ``epochs`` fails, but not below the one-shot limit / 2^
+        ``retrain_halvings``, then bisect twice (geometrically) between the last passing and the
+        first failing k: (the largest failing k or None, the smallest passing k, the trials by
+        k, those in ``tried`` included)."""
+        tried = dict(tried or {})
 
         def passes(k: int) -> bool:
             tried[k] = self._trial(k, epochs)
             return tried[k]["passed"]
 
-        high = kept_count(self.dense().dimension, self.one_shot().limit)
-        low = None
-        for _ in range(self.settings.pruning.retrain_halvings):
-            candidate = max(1, high // 2)
-            if candidate == high or not passes(candidate):
-                low = candidate if candidate < high else None
+        top = kept_count(self.dense().dimension, self.one_shot().limit)
+        floor = max(1, top >> self.settings.pruning.retrain_halvings)
+        high, low = top if start is None else start, None
+        while (candidate := max(1, high // 2)) >= floor and candidate < high:
+            if not passes(candidate):
+                low = candidate
                 break
             high = candidate
         for _ in range(2):
@@ -684,8 +687,8 @@ class LimitStudy:
         retrained limit stops moving: at twice the budget, the largest failing and the smallest
         passing ratio found with the budget before are retrained again; when the first still
         fails and the second passes, the limit did not move at the search's resolution
-        (converged). Otherwise the search runs again with the doubled budget. None without
-        retraining."""
+        (converged). Otherwise the search goes on with the doubled budget from the smallest of
+        the two that passes. None without retraining."""
         base = self.settings.pruning.retrain_epochs
         if base == 0:
             return None
@@ -696,12 +699,16 @@ class LimitStudy:
             rows, converged = [(epochs, low, high, trials)], False
             for _ in range(doublings):
                 epochs *= 2
-                checks = [self._trial(k, epochs) for k in (low, high) if k is not None]
-                if low is not None and not checks[0]["passed"] and checks[1]["passed"]:
-                    rows.append((epochs, low, high, checks))
+                checks = {k: self._trial(k, epochs) for k in (low, high) if k is not None}
+                passing = [k for k, trial in checks.items() if trial["passed"]]
+                if low is not None and passing == [high]:
+                    rows.append((epochs, low, high, list(checks.values())))
                     converged = True
                     break
-                low, high, trials = self._search(epochs)
+                # moved: search on from the smallest k that now passes (from the one-shot
+                # limit if the bracket's upper end fails, which more budget should not cause)
+                start = min(passing) if high in passing else None
+                low, high, trials = self._search(epochs, start, checks)
                 rows.append((epochs, low, high, trials))
             return {
                 "epochs": [row[0] for row in rows],

@@ -253,8 +253,13 @@ def _retraining_rule(study: LimitStudy, needed: dict[int, float]):
 
 @pytest.mark.parametrize(
     ("needed", "converged"),
-    [({1: 0.5, 2: 0.2, 4: 0.2}, True), ({1: 0.5, 2: 0.25, 4: 0.125}, False)],
-    ids=["stops-moving", "still-moving"],
+    [
+        ({1: 0.5, 2: 0.2, 4: 0.2}, True),
+        ({1: 0.3, 2: 0.15, 4: 0.15}, True),
+        ({1: 0.5, 2: 0.25, 4: 0.125}, False),
+        ({1: 0.2, 2: 0.4, 4: 0.4}, True),  # more budget made it worse: searched from the top
+    ],
+    ids=["stops-moving", "stops-moving-off-grid", "still-moving", "moves-up"],
 )
 def test_the_retraining_budget_doubles_until_the_limit_stops_moving(
     tmp_path: Path, monkeypatch, needed: dict[int, float], converged: bool
@@ -271,10 +276,16 @@ def test_the_retraining_budget_doubles_until_the_limit_stops_moving(
         assert all(t["passed"] == (t["ratio"] >= needed[epochs]) for t in trials)
         assert failed is not None and failed < needed[epochs] <= limit, (epochs, failed, limit)
     if converged:
-        assert budget.limits[2] == budget.limits[1] < budget.limits[0]
+        assert budget.limits[2] == budget.limits[1] != budget.limits[0]
         assert len(budget.trials[2]) == 2, "the check retries only the bracket"
     else:
         assert budget.limits[0] > budget.limits[1] > budget.limits[2]
+    if needed[2] < needed[1]:  # moved down: the search went on below the old bracket
+        size = study.dense().dimension
+        run = [int(f.name.split("-")[1]) for f in study.folder.glob("retrain-*-e2.json")]
+        assert sorted(run) == [t["k"] for t in budget.trials[1]], "every trial run is listed"
+        above = [k for k in run if k / size > budget.failed_below[0]]
+        assert len(above) == 1, "above the old bracket only its upper end was retried"
     first = budget.trials[0][0]["k"]
     assert (study.folder / f"retrain-{first}.json").is_file()
     assert (study.folder / f"retrain-{budget.trials[1][0]['k']}-e2.json").is_file()
