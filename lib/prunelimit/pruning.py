@@ -20,7 +20,8 @@ def magnitude_order(weights: np.ndarray) -> np.ndarray:
     return np.argsort(-np.abs(weights), kind="stable")
 
 
-def _check_ratio(ratio: float) -> float:
+def check_ratio(ratio: float) -> float:
+    """``ratio`` as a float if it is a fraction kept in [0, 1]; a ValueError otherwise."""
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio (the fraction of weights kept) must be in [0, 1], got {ratio!r}")
     return float(ratio)
@@ -28,16 +29,18 @@ def _check_ratio(ratio: float) -> float:
 
 def kept_count(size: int, ratio: float) -> int:
     """round(ratio * size): how many of ``size`` weights a ratio keeps."""
-    return round(_check_ratio(ratio) * size)
+    return round(check_ratio(ratio) * size)
 
 
-def _masks_from_flat(params: Sequence[torch.Tensor], keep: np.ndarray) -> Masks:
+def masks_from_flat(params: Sequence[torch.Tensor], keep: np.ndarray) -> Masks:
+    """Boolean masks shaped like ``params`` (on their devices) from one flat array [D]."""
     flat = torch.from_numpy(keep)
     pieces = torch.split(flat, [p.numel() for p in params])
     return [piece.reshape(p.shape).to(p.device) for piece, p in zip(pieces, params, strict=True)]
 
 
-def _flat_magnitudes(params: Sequence[torch.Tensor]) -> np.ndarray:
+def flat_magnitudes(params: Sequence[torch.Tensor]) -> np.ndarray:
+    """|w| of all ``params`` as one float64 array [D], in parameter order."""
     if not params:
         raise ValueError("there are no parameters to prune")
     return torch.cat([p.detach().abs().reshape(-1).double().cpu() for p in params]).numpy()
@@ -49,10 +52,10 @@ def global_magnitude_masks(params: Sequence[torch.Tensor], ratio: float) -> Mask
     The same masks as ``torch.nn.utils.prune.global_unstructured`` with ``L1Unstructured`` and
     ``amount=D - k`` (ties aside), and the Euclidean projection of w* onto k-sparse vectors.
     """
-    magnitudes = _flat_magnitudes(params)
+    magnitudes = flat_magnitudes(params)
     keep = np.zeros(magnitudes.size, dtype=bool)
     keep[magnitude_order(magnitudes)[: kept_count(magnitudes.size, ratio)]] = True
-    return _masks_from_flat(params, keep)
+    return masks_from_flat(params, keep)
 
 
 def layerwise_magnitude_masks(params: Sequence[torch.Tensor], ratio: float) -> Masks:
@@ -62,10 +65,68 @@ def layerwise_magnitude_masks(params: Sequence[torch.Tensor], ratio: float) -> M
 
 def random_masks(params: Sequence[torch.Tensor], ratio: float, seed: int = 0) -> Masks:
     """Keep round(ratio D) weights chosen uniformly at random (the random baseline)."""
-    size = _flat_magnitudes(params).size
+    size = flat_magnitudes(params).size
     keep = np.zeros(size, dtype=bool)
     keep[np.random.default_rng(seed).choice(size, kept_count(size, ratio), replace=False)] = True
-    return _masks_from_flat(params, keep)
+    return masks_from_flat(params, keep)
+
+
+def smart_ratio_counts(
+    sizes: Sequence[int], ratio: float, last_keep: float = 0.3, depth_decay: bool = False
+) -> list[int]:
+    """Weights kept per layer by Smart-Ratio (Su et al. 2020), for layers of ``sizes`` weights in
+    network order. The last layer (the classifier) keeps round(``last_keep`` n_L) (more only
+    when the others cannot hold the rest); layer l of the L - 1 others keeps min(n_l,
+    c q_l n_l) with q_l = (L - l + 1)^2 + (L - l + 1) (divided by l^2 with ``depth_decay``,
+    their rule for VGG), the scale c solved so that all counts add up to round(ratio D)
+    exactly (shares above 1 are capped at 1 and the rest shared out again; counts rounded
+    by largest remainder)."""
+    sizes = [int(n) for n in sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"need two or more layers of at least one weight, got sizes {sizes}")
+    total, depth = kept_count(sum(sizes), ratio), len(sizes)
+    body, classifier = sizes[:-1], sizes[-1]
+    last = min(classifier, total, max(round(last_keep * classifier), total - sum(body)))
+    target = total - last
+    q = np.array(
+        [
+            ((depth - layer + 1) ** 2 + depth - layer + 1) / (layer**2 if depth_decay else 1)
+            for layer in range(1, depth)
+        ]
+    )
+    n = np.array(body, dtype=np.float64)
+    full = np.zeros(len(body), dtype=bool)  # layers kept whole
+    while True:
+        scale = (target - n[full].sum()) / (q[~full] * n[~full]).sum() if (~full).any() else 0.0
+        grown = full | (scale * q >= 1)
+        if np.array_equal(grown, full):
+            break
+        full = grown
+    shares = np.where(full, n, scale * q * n)
+    counts = np.floor(shares).astype(np.int64)
+    remainders = np.where(counts < n, shares - counts, -1.0)
+    for index in np.argsort(-remainders, kind="stable")[: target - int(counts.sum())]:
+        counts[index] += 1
+    return [*counts.tolist(), last]
+
+
+def smart_ratio_masks(
+    params: Sequence[torch.Tensor],
+    ratio: float,
+    seed: int = 0,
+    last_keep: float = 0.3,
+    depth_decay: bool = False,
+) -> Masks:
+    """Smart-Ratio masks: each layer keeps ``smart_ratio_counts`` weights chosen uniformly at
+    random (seeded) within it."""
+    counts = smart_ratio_counts([p.numel() for p in params], ratio, last_keep, depth_decay)
+    rng = np.random.default_rng(seed)
+    layers = []
+    for p, count in zip(params, counts, strict=True):
+        keep = np.zeros(p.numel(), dtype=bool)
+        keep[rng.choice(p.numel(), count, replace=False)] = True
+        layers.append(keep)
+    return masks_from_flat(params, np.concatenate(layers))
 
 
 @contextlib.contextmanager
@@ -102,12 +163,12 @@ class Sweep:
 
 def magnitude_prefix_masks(params: Sequence[torch.Tensor]) -> Callable[[int], Masks]:
     """Global magnitude masks by kept count, from one sort (equal to ``global_magnitude_masks``)."""
-    order = magnitude_order(_flat_magnitudes(params))
+    order = magnitude_order(flat_magnitudes(params))
 
     def masks(k: int) -> Masks:
         keep = np.zeros(order.size, dtype=bool)
         keep[order[:k]] = True
-        return _masks_from_flat(params, keep)
+        return masks_from_flat(params, keep)
 
     return masks
 
@@ -135,7 +196,7 @@ def one_shot_sweep(
     """
     if not tolerance >= 0:
         raise ValueError(f"tolerance must be >= 0 (the loss allowance eps), got {tolerance}")
-    size = _flat_magnitudes(params).size
+    size = flat_magnitudes(params).size
     by_count = (
         magnitude_prefix_masks(params)
         if masks_for is None

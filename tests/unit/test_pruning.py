@@ -15,6 +15,8 @@ from prunelimit.pruning import (
     masked,
     one_shot_sweep,
     random_masks,
+    smart_ratio_counts,
+    smart_ratio_masks,
 )
 from prunelimit.training import Recipe, evaluate, train
 
@@ -69,6 +71,44 @@ def test_layerwise_and_random_baselines() -> None:
     assert sum(int(m.sum()) for m in first) == round(0.3 * sum(p.numel() for p in params))
     with pytest.raises(ValueError, match="fraction of weights kept"):
         global_magnitude_masks(params, 1.5)
+
+
+@pytest.mark.parametrize("depth_decay", [False, True])
+@pytest.mark.parametrize("ratio", [0.005, 0.05, 0.3, 0.8, 1.0])
+def test_smart_ratio_follows_its_formula_and_keeps_the_global_count(
+    ratio: float, depth_decay: bool
+) -> None:
+    """Su et al. 2020: layer l of L keeps a share proportional to (L-l+1)^2 + (L-l+1) (over l^2
+    with the decay), capped at 1; the classifier keeps 30%; the counts add up to round(ratio D)."""
+    sizes = [432, 9216, 36864, 147456, 2000, 640]
+    counts = smart_ratio_counts(sizes, ratio, depth_decay=depth_decay)
+    assert sum(counts) == round(ratio * sum(sizes))
+    assert all(0 <= c <= n for c, n in zip(counts, sizes, strict=True))
+    depth = len(sizes)
+    if sum(counts[:-1]) < sum(sizes[:-1]):
+        assert counts[-1] == min(round(0.3 * sizes[-1]), sum(counts))
+    free = [layer for layer in range(1, depth) if counts[layer - 1] < sizes[layer - 1]]
+    q = {
+        layer: ((depth - layer + 1) ** 2 + depth - layer + 1) / (layer**2 if depth_decay else 1)
+        for layer in range(1, depth)
+    }
+    scale = counts[free[0] - 1] / sizes[free[0] - 1] / q[free[0]] if free else 0.0
+    for layer in range(1, depth):
+        share, n = counts[layer - 1] / sizes[layer - 1], sizes[layer - 1]
+        if layer in free:  # the formula, to the rounding of one weight
+            assert share == pytest.approx(scale * q[layer], abs=2 / min(n, sizes[free[0] - 1]))
+        else:  # kept whole: its formula share reached 1 (or every layer is whole)
+            assert scale * q[layer] >= 1 - 2 / n or not free
+    params = [torch.zeros(n) for n in sizes]
+    masks = smart_ratio_masks(params, ratio, seed=3)
+    assert [int(m.sum()) for m in masks] == smart_ratio_counts(sizes, ratio)
+    again = smart_ratio_masks(params, ratio, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(masks, again, strict=True))
+
+
+def test_smart_ratio_refuses_a_single_layer() -> None:
+    with pytest.raises(ValueError, match="two or more layers"):
+        smart_ratio_counts([100], 0.5)
 
 
 def test_masked_block_restores_the_weights_exactly() -> None:
