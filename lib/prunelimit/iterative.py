@@ -46,26 +46,23 @@ def nested_magnitude_masks(params: Sequence[torch.Tensor], masks: Masks, k: int)
 def iterative_magnitude_pruning(
     params: Sequence[torch.Tensor],
     counts: Sequence[int],
-    rewind_to: Sequence[torch.Tensor],
+    rewind: Callable[[], None],
     retrain: Callable[[Masks], None],
     after_round: Callable[[int, Masks], bool] | None = None,
 ) -> list[Masks]:
     """Run IMP on ``params`` (trained already) through the kept ``counts`` (decreasing, e.g.
     from ``imp_schedule``): each round prunes to its count by magnitude among the weights kept,
-    copies ``rewind_to`` (tensors shaped like ``params``: the rewind point) into the kept weights,
-    and calls ``retrain(masks)`` with the pruned weights held at zero. ``after_round(k, masks)``
-    sees the retrained network; returning False stops early. The masks of every round run."""
+    calls ``rewind()`` (which sets the network, ``params`` and whatever else it holds, back to
+    the rewind point), then ``retrain(masks)`` with the pruned weights held at zero.
+    ``after_round(k, masks)`` sees the retrained network; returning False stops early. The
+    masks of every round run."""
     if any(b > a for a, b in itertools.pairwise(counts)):
         raise ValueError(f"IMP's kept counts must not increase from round to round, got {counts}")
-    if [tuple(w.shape) for w in rewind_to] != [tuple(p.shape) for p in params]:
-        raise ValueError("rewind_to must hold one tensor shaped like each parameter, in order")
     masks: Masks = [torch.ones_like(p, dtype=torch.bool) for p in params]
     history = []
     for k in counts:
         masks = nested_magnitude_masks(params, masks, k)
-        with torch.no_grad():
-            for p, start in zip(params, rewind_to, strict=True):
-                p.copy_(start)
+        rewind()
         with frozen_mask(params, masks):
             retrain(masks)
         history.append(masks)

@@ -129,6 +129,26 @@ def smart_ratio_masks(
     return masks_from_flat(params, np.concatenate(layers))
 
 
+MaskRule = Callable[[Sequence[torch.Tensor], float, int], Masks]
+
+
+def _global_magnitude(params: Sequence[torch.Tensor], ratio: float, seed: int) -> Masks:
+    return global_magnitude_masks(params, ratio)
+
+
+def _layerwise_magnitude(params: Sequence[torch.Tensor], ratio: float, seed: int) -> Masks:
+    return layerwise_magnitude_masks(params, ratio)
+
+
+# How a mask keeping a given ratio is chosen: rule(params, ratio, seed) (seed: for the random ones)
+MASK_RULES: dict[str, MaskRule] = {
+    "magnitude": _global_magnitude,
+    "layerwise": _layerwise_magnitude,
+    "random": random_masks,
+    "smart-ratio": smart_ratio_masks,
+}
+
+
 @contextlib.contextmanager
 def masked(params: Sequence[torch.Tensor], masks: Masks) -> Iterator[None]:
     """Zero the pruned weights for the duration of the block, then restore them exactly."""

@@ -38,6 +38,7 @@ from prunelimit.curvature import (
     LossFunction,
     is_tensor_pair,
 )
+from prunelimit.iterative import imp_schedule, iterative_magnitude_pruning, rounds_to
 from prunelimit.lanczos import SLQResult, slq
 from prunelimit.limit import (
     flat_weights,
@@ -52,8 +53,8 @@ from prunelimit.limit import (
 )
 from prunelimit.models import count_parameters, prunable_parameters
 from prunelimit.pruning import (
+    MASK_RULES,
     frozen_mask,
-    global_magnitude_masks,
     kept_count,
     magnitude_prefix_masks,
     masked,
@@ -342,6 +343,8 @@ class LimitStudy:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.store = Store(Path(store) / self.key, **extra_provenance) if store else None
         self._model, self._data = model.to(self.device), self._on_device(data)
+        # the starting weights (before training here), for rewinding in ``imp``
+        self._initial_state = copy.deepcopy(self._model.state_dict()) if recipe else None
         self._stages: dict[str, JSONValue] = {}
 
     def _on_device(self, data: StudyData) -> StudyData:
@@ -596,62 +599,90 @@ class LimitStudy:
 
         return OneShotRecord.from_dict(self._stage("one_shot", compute))
 
-    def _retrain_at(self, k: int, epochs: int) -> dict:
-        """Retrain a copy of the model for ``epochs`` on the magnitude mask keeping k weights;
-        its fixed loss."""
-        data, settings = self._data, self.settings
-        assert data.train is not None  # checked in __init__
+    def _retrain_at(self, k: int, epochs: int, rule: str = "magnitude", seed: int = 0) -> dict:
+        """Retrain a copy of the model for ``epochs`` on the mask of ``rule`` (``MASK_RULES``,
+        drawn with ``seed``) keeping k weights; its fixed loss."""
         model = copy.deepcopy(self.model)
         weights = prunable_parameters(model)
-        masks = global_magnitude_masks(weights, k / sum(w.numel() for w in weights))
-        base = settings.recipe or Recipe(1, 0.01)
+        masks = MASK_RULES[rule](weights, k / sum(w.numel() for w in weights), seed)
+        base = self.settings.recipe or Recipe(1, 0.01)
         recipe = Recipe(
             epochs,
             learning_rate_after(base),
             momentum=base.momentum,
             batch_size=base.batch_size,
-            seed=settings.seed + 1,
+            seed=self.settings.seed + 1 + seed,
             precision=base.precision,
         )
         with frozen_mask(weights, masks):
-            train(
-                model,
-                *data.train,
-                recipe,
-                augment=data.augment,
-                progress=False,
-                loss_fn=self._custom_loss,
-            )
-        loss, accuracy = self._evaluate(data.fixed, model)
-        kept = int(sum(int((w != 0).sum()) for w in weights))
+            self._train_copy(model, recipe)
+        return self._pruned_record(k, model)
+
+    def _train_copy(
+        self,
+        model: nn.Module,
+        recipe: Recipe,
+        from_epoch: int = 0,
+        until_epoch: int | None = None,
+    ) -> None:
+        """Train ``model`` (a copy of the study's) on the training data, quietly, over the
+        recipe's epochs ``from_epoch``..``until_epoch`` (default: all)."""
+        data = self._data
+        assert data.train is not None  # checked in __init__
+        train(
+            model,
+            *data.train,
+            recipe,
+            augment=data.augment,
+            progress=False,
+            loss_fn=self._custom_loss,
+            from_epoch=from_epoch,
+            until_epoch=until_epoch,
+        )
+
+    def _pruned_record(self, k: int, model: nn.Module) -> dict:
+        """A retrained copy's fixed loss and accuracy, test metrics and nonzero weights."""
+        loss, accuracy = self._evaluate(self._data.fixed, model)
+        kept = int(sum(int((w != 0).sum()) for w in prunable_parameters(model)))
         return {"k": k, "loss": loss, "accuracy": accuracy, **self._evaluate_test(model)} | {
             "nonzero": kept,
         }
 
-    def _trial(self, k: int, epochs: int) -> dict:
-        """The retraining trial at k with this budget, stored as ``retrain-<k>`` (the study's
-        own budget) or ``retrain-<k>-e<epochs>``, with its ratio and whether it passed."""
+    def _trial(self, k: int, epochs: int, rule: str = "magnitude", seed: int = 0) -> dict:
+        """The retraining trial at k with this budget and mask rule, stored as ``retrain-<k>``
+        (magnitude masks, the study's own budget), with ``-e<epochs>`` for another budget and
+        ``retrain-<rule>-s<seed>-<k>`` for another rule; with its ratio and whether it passed."""
+        name = "retrain-" + ("" if rule == "magnitude" else f"{rule}-s{seed}-") + str(k)
+        if epochs != self.settings.pruning.retrain_epochs:
+            name += f"-e{epochs}"
+        trial = self._stage(name, lambda: self._retrain_at(k, epochs, rule, seed))
+        return self._judged(trial)
+
+    def _judged(self, trial: JSONValue) -> dict:
+        """A trial with its ratio and whether its fixed loss stays within the dense loss + eps."""
+        assert isinstance(trial, dict)
         dense = self.dense()
-        name = f"retrain-{k}" if epochs == self.settings.pruning.retrain_epochs else None
-        trial = self._stage(name or f"retrain-{k}-e{epochs}", lambda: self._retrain_at(k, epochs))
         threshold = dense.fixed_loss + dense.eps
-        return trial | {"ratio": k / dense.dimension, "passed": trial["loss"] <= threshold}
+        return trial | {"ratio": trial["k"] / dense.dimension, "passed": trial["loss"] <= threshold}
 
     def _search(
-        self, epochs: int, start: int | None = None, tried: dict[int, dict] | None = None
+        self,
+        trial: Callable[[int], dict],
+        top: int,
+        start: int | None = None,
+        tried: dict[int, dict] | None = None,
     ) -> tuple[int | None, int, list[dict]]:
-        """Halve from ``start`` (a k known to pass with this budget; default the one-shot limit)
-        until retraining for ``epochs`` fails, but not below the one-shot limit / 2^
-        ``retrain_halvings``, then bisect twice (geometrically) between the last passing and the
-        first failing k: (the largest failing k or None, the smallest passing k, the trials by
-        k, those in ``tried`` included)."""
+        """Halve from ``start`` (a k known to pass; default ``top``, e.g. the one-shot limit's
+        k) until ``trial(k)`` fails, but not below ``top`` / 2^``retrain_halvings``, then bisect
+        twice (geometrically) between the last passing and the first failing k: (the largest
+        failing k or None, the smallest passing k, the trials by k, those in ``tried``
+        included)."""
         tried = dict(tried or {})
 
         def passes(k: int) -> bool:
-            tried[k] = self._trial(k, epochs)
+            tried[k] = trial(k)
             return tried[k]["passed"]
 
-        top = kept_count(self.dense().dimension, self.one_shot().limit)
         floor = max(1, top >> self.settings.pruning.retrain_halvings)
         high, low = top if start is None else start, None
         while (candidate := max(1, high // 2)) >= floor and candidate < high:
@@ -668,6 +699,9 @@ class LimitStudy:
             low, high = (low, middle) if passes(middle) else (middle, high)
         return low, high, [tried[k] for k in sorted(tried)]
 
+    def _one_shot_count(self) -> int:
+        return kept_count(self.dense().dimension, self.one_shot().limit)
+
     def retrained(self) -> RetrainedRecord | None:
         """The retrained limit with the study's budget (``retrain_epochs`` per trial), found by
         ``_search``. None when the study has no retraining budget."""
@@ -675,8 +709,9 @@ class LimitStudy:
             return None
 
         def compute() -> JSONValue:
-            dense = self.dense()
-            _, high, trials = self._search(self.settings.pruning.retrain_epochs)
+            dense, epochs = self.dense(), self.settings.pruning.retrain_epochs
+            trial = functools.partial(self._trial, epochs=epochs)
+            _, high, trials = self._search(trial, self._one_shot_count())
             threshold = dense.fixed_loss + dense.eps
             return {"limit": high / dense.dimension, "threshold": threshold, "trials": trials}
 
@@ -694,8 +729,8 @@ class LimitStudy:
             return None
 
         def compute() -> JSONValue:
-            size, epochs = self.dense().dimension, base
-            low, high, trials = self._search(epochs)
+            size, epochs, top = self.dense().dimension, base, self._one_shot_count()
+            low, high, trials = self._search(functools.partial(self._trial, epochs=epochs), top)
             rows, converged = [(epochs, low, high, trials)], False
             for _ in range(doublings):
                 epochs *= 2
@@ -708,7 +743,8 @@ class LimitStudy:
                 # moved: search on from the smallest k that now passes (from the one-shot
                 # limit if the bracket's upper end fails, which more budget should not cause)
                 start = min(passing) if high in passing else None
-                low, high, trials = self._search(epochs, start, checks)
+                trial = functools.partial(self._trial, epochs=epochs)
+                low, high, trials = self._search(trial, top, start, checks)
                 rows.append((epochs, low, high, trials))
             return {
                 "epochs": [row[0] for row in rows],
@@ -719,6 +755,76 @@ class LimitStudy:
             }
 
         return BudgetRecord.from_dict(self._stage(f"budget-{doublings}", compute))
+
+    def baseline(self, rule: str, seed: int = 0) -> RetrainedRecord:
+        """The retrained limit when the masks come from ``rule`` (one of ``MASK_RULES``:
+        "magnitude", "layerwise", "random", "smart-ratio"; the random ones drawn with ``seed``,
+        which also seeds the retraining), with the study's retraining budget per trial: halving
+        from the dense network as ``retrained`` halves from the one-shot limit, then bisecting.
+        Stored as ``baseline-<rule>-s<seed>``."""
+        if rule not in MASK_RULES:
+            raise ValueError(f"unknown mask rule {rule!r}: choose one of {', '.join(MASK_RULES)}")
+        epochs = self.settings.pruning.retrain_epochs
+        if epochs == 0:
+            raise ValueError("a baseline's limit is found by retraining: give retrain_epochs > 0")
+
+        def compute() -> JSONValue:
+            dense = self.dense()
+            trial = functools.partial(self._trial, epochs=epochs, rule=rule, seed=seed)
+            _, high, trials = self._search(trial, dense.dimension)
+            threshold = dense.fixed_loss + dense.eps
+            return {"limit": high / dense.dimension, "threshold": threshold, "trials": trials}
+
+        return RetrainedRecord.from_dict(self._stage(f"baseline-{rule}-s{seed}", compute))
+
+    def imp(self, fraction: float = 0.2, rewind_epoch: int = 0) -> RetrainedRecord:
+        """Iterative magnitude pruning with weight rewinding (``prunelimit.iterative``): from
+        the trained model, each round prunes ``fraction`` of the weights left by magnitude, sets
+        the kept weights back to their values after ``rewind_epoch`` epochs of this study's
+        training (0: the starting weights, as Frankle and Carbin 2019) and trains them on the
+        mask for the rest of the recipe. Rounds go on while the retrained fixed loss stays within
+        the dense loss + eps, down to the one-shot limit / 2^``retrain_halvings``; the limit is
+        the last count that passed (the dense network if none did). Stored as
+        ``imp-<fraction>-r<rewind_epoch>``; needs a study that trains its model."""
+        recipe, start = self.settings.recipe, self._initial_state
+        if recipe is None or start is None:
+            raise ValueError("IMP rewinds to weights of the training: give the study a recipe")
+        if not 0 <= rewind_epoch < recipe.epochs:
+            raise ValueError(f"rewind_epoch must be in 0..{recipe.epochs - 1}, got {rewind_epoch}")
+
+        def compute() -> JSONValue:
+            dense, model = self.dense(), copy.deepcopy(self.model)
+            rewound = copy.deepcopy(model)
+            rewound.load_state_dict(start)
+            if rewind_epoch:
+                self._train_copy(rewound, recipe, until_epoch=rewind_epoch)
+            point = copy.deepcopy(rewound.state_dict())
+            floor = max(1, self._one_shot_count() >> self.settings.pruning.retrain_halvings)
+            schedule = imp_schedule(dense.dimension, fraction, rounds_to(1e-9, fraction))
+            trials: list[dict] = []
+
+            def after_round(k: int, masks: list[torch.Tensor]) -> bool:
+                trials.append(self._judged(self._pruned_record(k, model)))
+                return trials[-1]["passed"]
+
+            def rewind() -> None:
+                model.load_state_dict(point)  # in place: the parameters stay the same tensors
+
+            iterative_magnitude_pruning(
+                prunable_parameters(model),
+                [k for k in schedule if k >= floor],
+                rewind,
+                lambda masks: self._train_copy(model, recipe, from_epoch=rewind_epoch),
+                after_round,
+            )
+            passed = [trial["k"] for trial in trials if trial["passed"]]
+            return {
+                "limit": min(passed, default=dense.dimension) / dense.dimension,
+                "threshold": dense.fixed_loss + dense.eps,
+                "trials": trials,
+            }
+
+        return RetrainedRecord.from_dict(self._stage(f"imp-{fraction}-r{rewind_epoch}", compute))
 
     def estimate(
         self,

@@ -106,8 +106,13 @@ def train(
     on_epoch: Callable[[], dict[str, float | None]] | None = None,
     progress: bool = True,
     loss_fn: LossFunction | None = None,
+    until_epoch: int | None = None,
+    from_epoch: int = 0,
 ) -> list[dict[str, float]]:
     """Train ``model`` on (images [N, ...], labels [N]) with ``recipe``; one dict per epoch.
+    ``until_epoch``: stop after that many epochs of the recipe's schedule (the weights a full
+    run has at that point, e.g. a rewind point). ``from_epoch``: start the schedule there, with
+    a fresh optimiser (the rest of a run from rewound weights; no checkpoint then).
 
     Each dict holds the epoch, its learning rate, the mean training loss without the penalty
     (on augmented batches when ``augment`` is given) and whatever ``on_epoch()`` returns (say
@@ -132,7 +137,13 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         history = state["history"]
-    bar = tqdm(range(len(history), recipe.epochs), desc="epochs", disable=not progress)
+    end = recipe.epochs if until_epoch is None else until_epoch
+    if not 0 <= from_epoch <= end <= recipe.epochs or (from_epoch and checkpoint is not None):
+        raise ValueError(
+            f"need 0 <= from_epoch ({from_epoch}) <= until_epoch ({end}) <= the recipe's "
+            f"{recipe.epochs} epochs, and no checkpoint with from_epoch"
+        )
+    bar = tqdm(range(len(history) + from_epoch, end), desc="epochs", disable=not progress)
     for epoch in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(recipe, epoch)

@@ -243,7 +243,7 @@ def _retraining_rule(study: LimitStudy, needed: dict[int, float]):
     """A stand-in for retraining: the mask keeping k weights passes with a budget of e epochs
     exactly when k / D >= needed[e] (losses 0 and 1e9)."""
 
-    def retrain_at(k: int, epochs: int) -> dict:
+    def retrain_at(k: int, epochs: int, rule: str = "magnitude", seed: int = 0) -> dict:
         passed = k / study.dense().dimension >= needed[epochs]
         loss = 0.0 if passed else 1e9
         return {"k": k, "loss": loss, "accuracy": 1.0, "test_loss": loss, "test_accuracy": 1.0}
@@ -333,3 +333,44 @@ def test_a_study_without_the_certified_prediction_is_not_judged(tmp_path: Path) 
     assert report.certified is None and report.budget is None
     text = verdict(report)
     assert text.startswith("Not judged: retrained limit") and "one budget, not checked" in text
+
+
+@pytest.mark.parametrize("rule", ["layerwise", "random", "smart-ratio"])
+def test_a_baseline_searches_its_own_masks_down_from_the_dense_network(
+    stored, tmp_path: Path, rule: str
+) -> None:
+    """Every trial retrains the rule's mask (as many nonzero weights as it keeps, at most); the
+    limit is the smallest passing trial and lies above every failing one found."""
+    folder, report = stored
+    study = _study(folder)
+    record = study.baseline(rule, seed=1)
+    size = report.dimension
+    assert size // 2 in [t["k"] for t in record.trials], "the first halving from the dense network"
+    for trial in record.trials:
+        assert trial["nonzero"] <= trial["k"]
+        assert trial["passed"] == (trial["loss"] <= record.threshold)
+    passing = [t["ratio"] for t in record.trials if t["passed"]]
+    failing = [t["ratio"] for t in record.trials if not t["passed"]]
+    assert record.limit == min(passing, default=1.0)
+    assert all(ratio < record.limit for ratio in failing)
+    assert (folder / study.key / f"baseline-{rule}-s1.json").is_file()
+    assert any(folder.glob(f"{study.key}/retrain-{rule}-s1-*.json"))
+    with pytest.raises(ValueError, match="unknown mask rule"):
+        study.baseline("snip")
+
+
+def test_imp_rounds_follow_the_schedule_until_one_fails(stored) -> None:
+    folder, report = stored
+    study = _study(folder)
+    record = study.imp(fraction=0.5, rewind_epoch=1)
+    counts = [trial["k"] for trial in record.trials]
+    size = report.dimension
+    assert counts == [round(size * 0.5**t) for t in range(1, len(counts) + 1)]
+    assert all(trial["passed"] for trial in record.trials[:-1])
+    assert all(trial["nonzero"] <= trial["k"] for trial in record.trials)
+    passed = [trial["k"] for trial in record.trials if trial["passed"]]
+    assert record.limit == min(passed, default=size) / size
+    with pytest.raises(ValueError, match="rewind_epoch"):
+        study.imp(rewind_epoch=3)
+    with pytest.raises(ValueError, match="recipe"):
+        _study(None, recipe=None).imp()

@@ -116,6 +116,41 @@ def test_resume_from_a_checkpoint_is_bit_exact(tmp_path: Path, optimizer: str) -
     assert again == resumed_history
 
 
+def test_until_epoch_stops_where_the_full_schedule_would_be(tmp_path: Path) -> None:
+    """A rewind point: 2 of 4 cosine epochs give the weights a full run has after epoch 2 (its
+    checkpoint resumed to the end gives the full run), not those of a 2-epoch recipe."""
+    inputs, labels = data()
+    recipe = Recipe(4, 0.05, coefficient=1e-3, schedule="cosine")
+    full, half, short = bias_free_model(), bias_free_model(), bias_free_model()
+    history = train(full, inputs, labels, recipe, progress=False)
+    checkpoint = tmp_path / "model.pt"
+    first = train(
+        half, inputs, labels, recipe, checkpoint=checkpoint, until_epoch=2, progress=False
+    )
+    assert [row["loss"] for row in first] == [row["loss"] for row in history[:2]]
+    train(
+        short, inputs, labels, Recipe(2, 0.05, coefficient=1e-3, schedule="cosine"), progress=False
+    )
+    assert not all(
+        torch.equal(a, b) for a, b in zip(half.parameters(), short.parameters(), strict=True)
+    )
+    train(half, inputs, labels, recipe, checkpoint=checkpoint, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(full.parameters(), half.parameters(), strict=True))
+    with pytest.raises(ValueError, match=r"until_epoch \(5\)"):
+        train(half, inputs, labels, recipe, until_epoch=5, progress=False)
+
+
+def test_from_epoch_continues_the_schedule_from_rewound_weights() -> None:
+    inputs, labels = data()
+    recipe = Recipe(4, 0.05, schedule="cosine")
+    model = bias_free_model()
+    history = train(model, inputs, labels, recipe, from_epoch=3, progress=False)
+    assert [row["epoch"] for row in history] == [3]
+    assert history[0]["lr"] == learning_rate(recipe, 3)
+    with pytest.raises(ValueError, match="from_epoch"):
+        train(model, inputs, labels, recipe, from_epoch=3, until_epoch=2, progress=False)
+
+
 def test_training_with_augmentation_learns_and_records_epoch_metrics() -> None:
     generator = torch.Generator().manual_seed(1)
     labels = torch.randint(0, 2, (300,), generator=generator)
