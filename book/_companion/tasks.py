@@ -310,10 +310,11 @@ def task_study(
     recompute: Recompute = False,
     root: Path | None = None,
     progress: bool = True,
+    part: str = "experiments",
 ) -> LimitStudy:
     """The ``LimitStudy`` of ``config``: its model (seeded), data views and recipe, the paper's
-    |lambda| rule, stored under ``<root>/<profile>/experiments/<task>/`` (root: the results
-    folder)."""
+    |lambda| rule, stored under ``<root>/<profile>/<part>/<task>/`` (root: the results folder;
+    part: "experiments" for Part III, "heuristics" for Part IV)."""
     views = load_views(config.data)
     torch.manual_seed(config.seed)
     model = build_model(
@@ -335,7 +336,7 @@ def task_study(
         retrain_epochs=config.pruning.retrain_epochs,
         hessian=config.hessian,
         pruning=config.pruning,
-        store=(root or results_root()) / config.profile / "experiments" / config.task,
+        store=(root or results_root()) / config.profile / part / config.task,
         seed=config.seed,
         progress=progress,
         recompute=recompute,

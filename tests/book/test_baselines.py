@@ -1,0 +1,59 @@
+"""Part IV's baselines page: the summary over seeds and its sentences from stored limits."""
+
+import math
+
+import pytest
+
+from companion.baselines import (
+    METHODS,
+    BaselinesConfig,
+    findings,
+    limits_table,
+    mean_and_error,
+    seed_config,
+)
+
+
+def per_seed() -> list[dict[str, float]]:
+    """Three seeds of stand-in limits: LOMP retrained at 0.10-0.12, random at 0.5."""
+    values = {
+        "LOMP (one-shot)": [0.30, 0.32, 0.31],
+        "LOMP (retrained)": [0.10, 0.12, 0.11],
+        "IMP with rewinding": [0.107, 0.134, 0.107],
+        "Smart-Ratio": [0.40, 0.45, 0.42],
+        "random": [0.50, 0.50, 0.50],
+        "layerwise magnitude": [0.20, 0.21, 0.22],
+    }
+    return [
+        {m: v[i] for m, v in values.items()} | {"G low": 0.0, "G high": 0.005} for i in range(3)
+    ]
+
+
+def test_mean_and_its_standard_error_against_the_formula() -> None:
+    mean, error = mean_and_error([0.1, 0.2, 0.6])
+    assert mean == pytest.approx(0.3)
+    assert error == pytest.approx(math.sqrt(((0.2**2 + 0.1**2 + 0.3**2) / 2) / 3))
+    assert mean_and_error([0.4]) == (0.4, 0.0)
+
+
+def test_the_table_has_a_row_per_method_and_the_prediction() -> None:
+    shown = limits_table(per_seed())
+    assert [row[0] for row in shown.rows] == [*METHODS, "predicted (certified G)"]
+    assert shown.columns == ("method", "seed 0", "seed 1", "seed 2", "mean ± s.e.")
+    assert shown.rows[1][-1] == "0.1100 ± 0.0058"
+
+
+def test_findings_rank_the_methods_and_compare_them_with_lomp() -> None:
+    text = findings(per_seed())
+    assert text.startswith("From sparsest to densest over 3 seeds: LOMP (retrained); IMP")
+    assert "level with IMP with rewinding (0.116)" in text  # 0.006 apart, errors 0.006 and 0.009
+    assert "sparser than random (0.500)" in text and "sparser than Smart-Ratio" in text
+    assert "keeps 22 times as many weights" in text  # 0.110 / 0.005
+
+
+def test_the_seed_configs_differ_only_in_seed_and_the_training_set() -> None:
+    config = BaselinesConfig.for_profile("cpu")
+    first, second = (seed_config(config, "cpu", s) for s in config.seeds[:2])
+    assert len(config.seeds) >= 3 and (first.seed, second.seed) == (0, 1)
+    assert first.data.train_limit == 10_000 and first.recipe == second.recipe
+    assert seed_config(BaselinesConfig.for_profile("full"), "full", 0).data.train_limit is None
