@@ -26,7 +26,8 @@ class Recipe:
     """How to train. The learning rate of epoch e (0-based) is ``learning_rate(recipe, e)``.
 
     penalty: 'l1' adds coefficient * sum |w|, 'l2' adds coefficient / 2 * sum w^2, both over the
-    prunable weights only (biases and BatchNorm are not pruned, so not penalised).
+    prunable weights only (biases and BatchNorm are not pruned, so not penalised). ``l2`` adds
+    l2 / 2 * sum w^2 on top (weight decay of the prunable weights beside an l1 penalty).
     """
 
     epochs: int
@@ -46,6 +47,7 @@ class Recipe:
     precision: Literal["float32", "bfloat16"] = dataclasses.field(
         default="float32", metadata=ADDED_SETTING
     )
+    l2: float = dataclasses.field(default=0.0, metadata=ADDED_SETTING)
 
     def __post_init__(self) -> None:
         checks = {
@@ -57,8 +59,8 @@ class Recipe:
         for field, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{field} must be one of {allowed}, got {value!r}")
-        if self.epochs < 0 or self.lr <= 0 or self.coefficient < 0:
-            raise ValueError("epochs must be >= 0, lr > 0 and the penalty coefficient >= 0")
+        if self.epochs < 0 or self.lr <= 0 or self.coefficient < 0 or self.l2 < 0:
+            raise ValueError("epochs must be >= 0, lr > 0 and the penalty coefficients >= 0")
 
 
 def learning_rate(recipe: Recipe, epoch: int) -> float:
@@ -87,12 +89,15 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 def penalty(weights: Sequence[torch.Tensor], recipe: Recipe) -> torch.Tensor | float:
-    """The regulariser added to the loss (0.0 when the coefficient is 0)."""
-    if not recipe.coefficient:
-        return 0.0
-    if recipe.penalty == "l1":
-        return recipe.coefficient * sum(w.abs().sum() for w in weights)
-    return recipe.coefficient / 2 * sum(w.square().sum() for w in weights)
+    """The regulariser added to the loss (0.0 when both coefficients are 0)."""
+    l1 = recipe.coefficient if recipe.penalty == "l1" else 0.0
+    l2 = recipe.l2 + (recipe.coefficient if recipe.penalty == "l2" else 0.0)
+    total: torch.Tensor | float = 0.0
+    if l1:
+        total = total + l1 * sum(w.abs().sum() for w in weights)
+    if l2:
+        total = total + l2 / 2 * sum(w.square().sum() for w in weights)
+    return total
 
 
 def train(

@@ -53,6 +53,11 @@ def test_penalties_are_their_closed_forms_on_prunable_weights_only() -> None:
     l2_recipe = Recipe(1, 0.1, penalty="l2", coefficient=0.5)
     assert float(penalty(weights, l2_recipe).detach()) == pytest.approx(0.25 * l2)
     assert penalty(weights, Recipe(1, 0.1)) == 0.0
+    both = Recipe(1, 0.1, coefficient=0.5, l2=0.2)
+    assert float(penalty(weights, both).detach()) == pytest.approx(0.5 * l1 + 0.1 * l2)
+    assert float(penalty(weights, Recipe(1, 0.1, l2=0.2)).detach()) == pytest.approx(0.1 * l2)
+    with pytest.raises(ValueError, match="coefficients >= 0"):
+        Recipe(1, 0.1, l2=-1.0)
 
 
 def data(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
