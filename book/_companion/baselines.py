@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from companion.profiles import ProfiledConfig
-from companion.tasks import ExperimentConfig, task_config, task_study
+from companion.tasks import ExperimentConfig, describe_task, task_config, task_study
 from prunelimit.study import LimitStudy
 from prunelimit.tables import Table, table
 
@@ -59,6 +59,16 @@ def seed_config(config: BaselinesConfig, profile: str, seed: int) -> ExperimentC
     limits = [n for n in (task.data.train_limit, config.train_limit) if n is not None]
     data = dataclasses.replace(task.data, train_limit=min(limits, default=None))
     return dataclasses.replace(task, seed=seed, data=data)
+
+
+def network_sentence(config: BaselinesConfig, profile: str, extra: str = "") -> str:
+    """Markdown for the top of a Part IV page: the paper's task and this profile's stand-in,
+    the seed-0 network of the baselines page, and ``extra``."""
+    return (
+        describe_task(seed_config(config, profile, 0))
+        + " The network of seed 0 of {doc}`baselines`."
+        + (f" {extra}" if extra else "")
+    )
 
 
 def seed_study(config: BaselinesConfig, profile: str, seed: int, recompute=False) -> LimitStudy:

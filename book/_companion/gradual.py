@@ -38,6 +38,12 @@ class GradualConfig(ProfiledConfig):
     steps: int = 7
     epochs: int = 2
 
+    def sentence(self) -> str:
+        return (
+            f"Each step prunes {self.fraction:.0%} of the weights left and retrains "
+            f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} on the mask."
+        )
+
 
 def _current_prediction(study: LimitStudy, model: torch.nn.Module, profile: str, task: str):
     """The study of ``model`` as it is: (its certified prediction, its one-shot limit, eps)."""

@@ -6,13 +6,14 @@ certified prediction and its actual one-shot and retrained limits are compared.
 """
 
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 import numpy as np
 
 from companion.baselines import BaselinesConfig, seed_config
 from companion.profiles import ProfiledConfig
-from companion.tasks import task_study
+from companion.tasks import DATA_FACTS, ExperimentConfig, task_study
 from prunelimit.report import LimitReport
 from prunelimit.store import Recompute
 from prunelimit.tables import Table, table
@@ -33,6 +34,16 @@ class RegularisationConfig(ProfiledConfig):
     def shrinkage(self, learning_rate: float, steps: int) -> float:
         """exp(-lr l2 steps): what l2 alone does to a weight over ``steps`` SGD steps."""
         return float(np.exp(-learning_rate * self.l2 * steps))
+
+    def sentence(self, task: ExperimentConfig) -> str:
+        """The coefficient and the shrinkage it gives over the task's SGD steps."""
+        recipe, images = task.recipe, task.data.train_limit or DATA_FACTS[task.data.name][3]
+        steps = recipe.epochs * math.ceil(images / recipe.batch_size)
+        return (
+            f"The l2 coefficient is {self.l2:g}: alone, over the {steps:,} SGD steps of this "
+            f"training at learning rate {recipe.lr:g}, it would shrink a weight by the factor "
+            f"{self.shrinkage(recipe.lr, steps):.2f}."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
