@@ -17,7 +17,11 @@ The public API, in the order one meets it:
   ``hutchinson_trace``, ``hutchpp_trace`` (``prunelimit.lanczos``).
 - The limit: ``predict_limit``, ``prediction_spread``, ``certified_limit``, ``loss_tolerance``,
   ``projection_distances``, ``quadratic_limit`` (``prunelimit.limit``, ``prunelimit.certified``).
-- Pruning: ``global_magnitude_masks``, ``one_shot_sweep``, ``masked``, ``frozen_mask``.
+- Pruning: ``global_magnitude_masks``, ``one_shot_sweep``, ``masked``, ``frozen_mask``; the
+  baselines ``smart_ratio_masks``, ``random_masks``, ``layerwise_magnitude_masks``
+  (``prunelimit.pruning``), ``iterative_magnitude_pruning`` (``prunelimit.iterative``), and
+  ``LimitStudy.baseline`` / ``LimitStudy.imp`` for their limits; ``rescaled``
+  (``prunelimit.rescaling``): a ReLU network with the same function and other magnitudes.
 - Figures of a report: ``prunelimit.plots``; results on disk: ``Store``.
 """
 
