@@ -21,7 +21,7 @@ import numpy as np
 
 from companion.profiles import ProfiledConfig
 from companion.tasks import ExperimentConfig, describe_task, task_config, task_study
-from prunelimit.study import LimitStudy
+from prunelimit.study import CertifiedSpec, LimitStudy
 from prunelimit.tables import Table, table
 
 METHODS = (
@@ -71,6 +71,13 @@ def network_sentence(config: BaselinesConfig, profile: str, extra: str = "") -> 
     )
 
 
+def certified_spec(config: BaselinesConfig, profile: str) -> CertifiedSpec:
+    """The profile's product budget for the certified G bounds, used on every Part IV page."""
+    spec = seed_config(config, profile, 0).certified
+    assert spec is not None, "Part IV's task has certified bounds in every profile"
+    return spec
+
+
 def seed_study(config: BaselinesConfig, profile: str, seed: int, recompute=False) -> LimitStudy:
     """The LOMP study of one seed, stored under ``heuristics``."""
     return task_study(
@@ -81,20 +88,26 @@ def seed_study(config: BaselinesConfig, profile: str, seed: int, recompute=False
 def seed_limits(
     config: BaselinesConfig, profile: str, seed: int, recompute=False
 ) -> dict[str, float]:
-    """Method -> the limit (fraction kept) it reaches on this seed's network, and "G low" and
-    "G high": the certified interval of the predicted limit (its profile's product budget)."""
+    """Method -> the limit (fraction kept) it reaches on this seed's network; "<method>
+    censored" -> 1.0 when no trial of its search failed down to the search's floor (the limit
+    is then at most the value shown); "G low" and "G high": the certified interval of the
+    predicted limit (the profile's product budget); "seed"."""
     study = seed_study(config, profile, seed, recompute)
-    spec = seed_config(config, profile, seed).certified
-    bounds = study.certified_prediction(spec)
+    bounds = study.certified_prediction(certified_spec(config, profile))
     retrained = study.retrained()
     assert retrained is not None, "the task's studies retrain"
-    limits = {
-        "LOMP (one-shot)": study.one_shot().limit,
-        "LOMP (retrained)": retrained.limit,
-        "IMP with rewinding": study.imp(config.imp_fraction, config.imp_rewind_epoch).limit,
+    records = {
+        "LOMP (retrained)": retrained,
+        "IMP with rewinding": study.imp(config.imp_fraction, config.imp_rewind_epoch),
     }
-    limits |= {method: study.baseline(rule, seed).limit for method, rule in RULES.items()}
-    return limits | {"G low": bounds.low, "G high": bounds.high}
+    records |= {method: study.baseline(rule, seed) for method, rule in RULES.items()}
+    limits = {"LOMP (one-shot)": study.one_shot().limit}
+    limits |= {method: record.limit for method, record in records.items()}
+    limits |= {  # no failing trial: the search stopped at its floor
+        f"{method} censored": float(all(t["passed"] for t in record.trials))
+        for method, record in records.items()
+    }
+    return limits | {"G low": bounds.low, "G high": bounds.high, "seed": seed}
 
 
 def run(config: BaselinesConfig, profile: str, recompute=False) -> list[dict[str, float]]:
@@ -115,14 +128,19 @@ def limits_table(per_seed: list[dict[str, float]]) -> Table:
     for method in METHODS:
         values = [limits[method] for limits in per_seed]
         mean, error = mean_and_error(values)
-        rows.append([method, *(f"{v:.4f}" for v in values), f"{mean:.4f} ± {error:.4f}"])
+        cells = [
+            ("≤ " if limits.get(f"{method} censored") else "") + f"{limits[method]:.4f}"
+            for limits in per_seed
+        ]
+        rows.append([method, *cells, f"{mean:.4f} ± {error:.4f}"])
     ggn = [f"{s['G low']:.4f}-{s['G high']:.4f}" for s in per_seed]
     rows.append(["predicted (certified G)", *ggn, ""])
-    seeds = [f"seed {i}" for i in range(len(per_seed))]
+    seeds = [f"seed {int(limits['seed'])}" for limits in per_seed]
     caption = (
         "Fraction of weights kept at each method's limit (smaller: sparser), per seed, and the "
-        "mean ± its standard error over seeds; last row: the certified 99% interval of the "
-        "predicted limit of the same LOMP network."
+        "mean ± its standard error over seeds (≤: no trial failed down to the search's floor, "
+        "so the limit is at most that); last row: the certified 99% interval of the predicted "
+        "limit of the same LOMP network."
     )
     return table(["method", *seeds, "mean ± s.e."], rows, caption)
 
@@ -140,11 +158,18 @@ def findings(per_seed: list[dict[str, float]]) -> str:
         word = ("sparser than" if lomp < other else "denser than") if apart else "level with"
         comparisons.append(f"{word} {method} ({other:.3f})")
     top = max(s["G high"] for s in per_seed)
+    sparsest = summary[ranked[0]][0]
+    prediction = (
+        f" Every method stops above the certified prediction (at most {top:.4f}): the sparsest "
+        f"method, {ranked[0]}, keeps {sparsest / top:.1f} times as many weights."
+        if sparsest > top
+        else f" The sparsest method, {ranked[0]} ({sparsest:.4f}), reaches the certified "
+        f"prediction's upper end ({top:.4f}) or goes below it."
+    )
     return (
         f"From sparsest to densest over {len(per_seed)} seeds: {'; '.join(ranked)}. "
         f"LOMP retrained on its mask ({lomp:.3f} ± {lomp_error:.3f}) is "
         + "; ".join(comparisons)
-        + " (apart: more than twice their combined standard error). Every method stops far "
-        f"above the certified prediction (at most {top:.4f}): the sparsest method, "
-        f"{ranked[0]}, keeps {summary[ranked[0]][0] / top:.0f} times as many weights."
+        + " (apart: more than twice their combined standard error)."
+        + prediction
     )

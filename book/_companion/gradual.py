@@ -17,12 +17,13 @@ from typing import Any, ClassVar
 
 import torch
 
-from companion.baselines import BaselinesConfig, seed_config, seed_study
+from companion.baselines import BaselinesConfig, certified_spec, seed_config, seed_study
 from companion.profiles import ProfiledConfig, ResultsStore, results_root
+from prunelimit.certified import CertifiedLimit
 from prunelimit.iterative import imp_schedule, iterative_magnitude_pruning
 from prunelimit.models import prunable_parameters
 from prunelimit.store import Recompute
-from prunelimit.study import LimitStudy, learning_rate_after
+from prunelimit.study import CertifiedSpec, LimitStudy, learning_rate_after
 from prunelimit.tables import Table, table
 from prunelimit.training import Recipe, evaluate, train
 
@@ -45,8 +46,16 @@ class GradualConfig(ProfiledConfig):
         )
 
 
-def _current_prediction(study: LimitStudy, model: torch.nn.Module, profile: str, task: str):
-    """The study of ``model`` as it is: (its certified prediction, its one-shot limit, eps)."""
+def _current_prediction(
+    study: LimitStudy,
+    model: torch.nn.Module,
+    spec: CertifiedSpec,
+    profile: str,
+    task: str,
+    recompute: Recompute,
+) -> tuple[CertifiedLimit, float, float]:
+    """The study of ``model`` as it is: (its certified prediction with ``spec``, its one-shot
+    limit, its eps)."""
     settings = study.settings
     current = LimitStudy(
         copy.deepcopy(model),
@@ -55,11 +64,12 @@ def _current_prediction(study: LimitStudy, model: torch.nn.Module, profile: str,
         curvature="ggn",
         retrain_epochs=0,
         hessian=settings.hessian,
-        certified=settings.certified,
+        certified=spec,
         pruning=settings.pruning,
         store=results_root() / profile / "heuristics" / task,
         seed=settings.seed,
         progress=False,
+        recompute=recompute,
         profile=profile,
     )
     return current.certified_prediction(), current.one_shot().limit, current.dense().eps
@@ -74,6 +84,7 @@ def run(
     study = seed_study(baselines, profile, 0, recompute)
     task = seed_config(baselines, profile, 0)
     store = ResultsStore("gradual", profile)
+    spec = certified_spec(baselines, profile)
 
     def compute() -> list[dict]:
         dense = study.dense()
@@ -91,7 +102,9 @@ def run(
 
         def record(k: int) -> dict:
             loss, _ = evaluate(model, *data.fixed)
-            bounds, one_shot, eps = _current_prediction(study, model, profile, task.task)
+            bounds, one_shot, eps = _current_prediction(
+                study, model, spec, profile, task.task, recompute
+            )
             return {
                 "ratio": k / dense.dimension,
                 "loss": loss,
@@ -117,7 +130,7 @@ def run(
         )
         return steps
 
-    key = {"study": study.key} | dataclasses.asdict(config)
+    key = {"study": study.key, "certified": dataclasses.asdict(spec)} | dataclasses.asdict(config)
     result = store.load_or_compute(key, compute, recompute)
     assert isinstance(result, list)
     return result
@@ -150,6 +163,11 @@ def steps_table(steps: list[dict]) -> Table:
 def findings(steps: list[dict]) -> str:
     """Does the prediction fall step by step, and does it stay below the ratio reached?"""
     passed = [s for s in steps if s["passed"]]
+    if len(passed) < 2:
+        return (
+            "The first step already broke the original criterion (loss within eps of the dense "
+            "network's), so gradual pruning gained nothing here."
+        )
     highs = [s["high"] for s in steps]
     falling = all(b <= a for a, b in itertools.pairwise(highs))
     flat = max(highs) - min(highs) < 1e-4

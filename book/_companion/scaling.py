@@ -17,13 +17,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from companion.baselines import BaselinesConfig, seed_config, seed_study
+from companion.baselines import BaselinesConfig, certified_spec, seed_config, seed_study
 from companion.profiles import ProfiledConfig, results_root
 from prunelimit.models import prunable_parameters
 from prunelimit.report import LimitReport
 from prunelimit.rescaling import relu_pairs, rescaled
 from prunelimit.store import Recompute
-from prunelimit.study import LimitStudy
+from prunelimit.study import CertifiedSpec, LimitStudy
 from prunelimit.tables import Table, table
 
 
@@ -56,8 +56,17 @@ def first_pair_rescaled(model: nn.Module, factor: float) -> nn.Module:
     return rescaled(model, [factor, *[1.0] * (len(pairs) - 1)])
 
 
-def variant_study(base: LimitStudy, model: nn.Module, profile: str, task: str) -> LimitStudy:
-    """A study of ``model`` as it is (no training), with the base study's data and settings."""
+def variant_study(
+    base: LimitStudy,
+    model: nn.Module,
+    spec: CertifiedSpec,
+    profile: str,
+    task: str,
+    recompute: Recompute = False,
+) -> LimitStudy:
+    """A study of ``model`` as it is (no training), with the base study's data and settings and
+    the profile's certified budget ``spec``. Its retraining trials use the study default for a
+    model without a recipe (1 epoch at learning rate 0.01, the FC tasks' own rate)."""
     settings = base.settings
     return LimitStudy(
         model,
@@ -66,11 +75,12 @@ def variant_study(base: LimitStudy, model: nn.Module, profile: str, task: str) -
         curvature="ggn",
         retrain_epochs=settings.pruning.retrain_epochs,
         hessian=settings.hessian,
-        certified=settings.certified,
+        certified=spec,
         pruning=settings.pruning,
         store=results_root() / profile / "heuristics" / task,
         seed=settings.seed,
         progress=False,
+        recompute=recompute,
         profile=profile,
     )
 
@@ -90,13 +100,12 @@ def run(
     """Every variant of the seed-0 network (c = 1 is the network itself), computed or loaded."""
     base = seed_study(baselines, profile, 0, recompute)
     task = seed_config(baselines, profile, 0)
-    certified = task.certified
-    assert certified is not None, "Part IV's task has a certified spec"
+    spec = certified_spec(baselines, profile)
     changes = [("scaled", c, scaled_copy(base.model, c)) for c in config.scales]
     changes += [("rescaled", a, first_pair_rescaled(base.model, a)) for a in config.rescalings]
     variants = []
     for change, factor, model in changes:
-        study = variant_study(base, model, profile, task.task)
+        study = variant_study(base, model, spec, profile, task.task, recompute)
         variants.append(Variant(change, factor, study.run()))
     return variants
 

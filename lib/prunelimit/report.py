@@ -144,11 +144,13 @@ class OneShotRecord(Sweep):
 @dataclasses.dataclass(frozen=True)
 class RetrainedRecord:
     """The retrained limit (the smallest ratio tried whose retrained loss stays within eps),
-    the loss threshold, and every trial (k, ratio, loss, accuracy, test metrics, passed)."""
+    the loss threshold, and every trial (k, ratio, loss, accuracy, test metrics, passed).
+    ``censored``: no trial failed down to the search's floor, so the limit is at most this."""
 
     limit: float
     threshold: float
     trials: list[dict[str, Any]]
+    censored: bool = False
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> "RetrainedRecord":

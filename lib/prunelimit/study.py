@@ -650,9 +650,11 @@ class LimitStudy:
 
     def _trial(self, k: int, epochs: int, rule: str = "magnitude", seed: int = 0) -> dict:
         """The retraining trial at k with this budget and mask rule, stored as ``retrain-<k>``
-        (magnitude masks, the study's own budget), with ``-e<epochs>`` for another budget and
-        ``retrain-<rule>-s<seed>-<k>`` for another rule; with its ratio and whether it passed."""
-        name = "retrain-" + ("" if rule == "magnitude" else f"{rule}-s{seed}-") + str(k)
+        (magnitude masks, seed 0, the study's own budget), with ``-e<epochs>`` for another budget
+        and ``retrain-<rule>-s<seed>-<k>`` for another rule or seed; with its ratio and whether
+        it passed."""
+        own = rule == "magnitude" and seed == 0
+        name = "retrain-" + ("" if own else f"{rule}-s{seed}-") + str(k)
         if epochs != self.settings.pruning.retrain_epochs:
             name += f"-e{epochs}"
         trial = self._stage(name, lambda: self._retrain_at(k, epochs, rule, seed))
@@ -673,17 +675,18 @@ class LimitStudy:
         tried: dict[int, dict] | None = None,
     ) -> tuple[int | None, int, list[dict]]:
         """Halve from ``start`` (a k known to pass; default ``top``, e.g. the one-shot limit's
-        k) until ``trial(k)`` fails, but not below ``top`` / 2^``retrain_halvings``, then bisect
-        twice (geometrically) between the last passing and the first failing k: (the largest
-        failing k or None, the smallest passing k, the trials by k, those in ``tried``
-        included)."""
+        k) until ``trial(k)`` fails, but not below the floor (the one-shot limit /
+        2^``retrain_halvings``, the same for every rule), then bisect twice (geometrically)
+        between the last passing and the first failing k: (the largest failing k, or None when
+        none failed down to the floor, the smallest passing k, the trials by k, those in
+        ``tried`` included)."""
         tried = dict(tried or {})
 
         def passes(k: int) -> bool:
             tried[k] = trial(k)
             return tried[k]["passed"]
 
-        floor = max(1, top >> self.settings.pruning.retrain_halvings)
+        floor = self._search_floor()
         high, low = top if start is None else start, None
         while (candidate := max(1, high // 2)) >= floor and candidate < high:
             if not passes(candidate):
@@ -701,6 +704,10 @@ class LimitStudy:
 
     def _one_shot_count(self) -> int:
         return kept_count(self.dense().dimension, self.one_shot().limit)
+
+    def _search_floor(self) -> int:
+        """The fewest weights any retraining search tries: one-shot limit / 2^halvings."""
+        return max(1, self._one_shot_count() >> self.settings.pruning.retrain_halvings)
 
     def retrained(self) -> RetrainedRecord | None:
         """The retrained limit with the study's budget (``retrain_epochs`` per trial), found by
@@ -760,8 +767,8 @@ class LimitStudy:
         """The retrained limit when the masks come from ``rule`` (one of ``MASK_RULES``:
         "magnitude", "layerwise", "random", "smart-ratio"; the random ones drawn with ``seed``,
         which also seeds the retraining), with the study's retraining budget per trial: halving
-        from the dense network as ``retrained`` halves from the one-shot limit, then bisecting.
-        Stored as ``baseline-<rule>-s<seed>``."""
+        from the dense network as ``retrained`` halves from the one-shot limit, down to the same
+        floor, then bisecting. Stored as ``baseline-<rule>-s<seed>``."""
         if rule not in MASK_RULES:
             raise ValueError(f"unknown mask rule {rule!r}: choose one of {', '.join(MASK_RULES)}")
         epochs = self.settings.pruning.retrain_epochs
@@ -771,9 +778,15 @@ class LimitStudy:
         def compute() -> JSONValue:
             dense = self.dense()
             trial = functools.partial(self._trial, epochs=epochs, rule=rule, seed=seed)
-            _, high, trials = self._search(trial, dense.dimension)
+            low, high, trials = self._search(trial, dense.dimension)
             threshold = dense.fixed_loss + dense.eps
-            return {"limit": high / dense.dimension, "threshold": threshold, "trials": trials}
+            limit = high / dense.dimension
+            return {
+                "limit": limit,
+                "threshold": threshold,
+                "trials": trials,
+                "censored": low is None,
+            }
 
         return RetrainedRecord.from_dict(self._stage(f"baseline-{rule}-s{seed}", compute))
 
@@ -799,7 +812,7 @@ class LimitStudy:
             if rewind_epoch:
                 self._train_copy(rewound, recipe, until_epoch=rewind_epoch)
             point = copy.deepcopy(rewound.state_dict())
-            floor = max(1, self._one_shot_count() >> self.settings.pruning.retrain_halvings)
+            floor = self._search_floor()
             schedule = imp_schedule(dense.dimension, fraction, rounds_to(1e-9, fraction))
             trials: list[dict] = []
 
@@ -822,6 +835,7 @@ class LimitStudy:
                 "limit": min(passed, default=dense.dimension) / dense.dimension,
                 "threshold": dense.fixed_loss + dense.eps,
                 "trials": trials,
+                "censored": all(trial["passed"] for trial in trials),
             }
 
         return RetrainedRecord.from_dict(self._stage(f"imp-{fraction}-r{rewind_epoch}", compute))

@@ -117,7 +117,8 @@ def train(
     """Train ``model`` on (images [N, ...], labels [N]) with ``recipe``; one dict per epoch.
     ``until_epoch``: stop after that many epochs of the recipe's schedule (the weights a full
     run has at that point, e.g. a rewind point). ``from_epoch``: start the schedule there, with
-    a fresh optimiser (the rest of a run from rewound weights; no checkpoint then).
+    a fresh optimiser and the data order drawn afresh from the recipe's seed (the rest of a
+    run's schedule from rewound weights, not a bit-exact resume; no checkpoint then).
 
     Each dict holds the epoch, its learning rate, the mean training loss without the penalty
     (on augmented batches when ``augment`` is given) and whatever ``on_epoch()`` returns (say

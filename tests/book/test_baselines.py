@@ -24,9 +24,8 @@ def per_seed() -> list[dict[str, float]]:
         "random": [0.50, 0.50, 0.50],
         "layerwise magnitude": [0.20, 0.21, 0.22],
     }
-    return [
-        {m: v[i] for m, v in values.items()} | {"G low": 0.0, "G high": 0.005} for i in range(3)
-    ]
+    bounds = {"G low": 0.0, "G high": 0.005, "random censored": 1.0}
+    return [{m: v[i] for m, v in values.items()} | bounds | {"seed": 4 + i} for i in range(3)]
 
 
 def test_mean_and_its_standard_error_against_the_formula() -> None:
@@ -39,8 +38,9 @@ def test_mean_and_its_standard_error_against_the_formula() -> None:
 def test_the_table_has_a_row_per_method_and_the_prediction() -> None:
     shown = limits_table(per_seed())
     assert [row[0] for row in shown.rows] == [*METHODS, "predicted (certified G)"]
-    assert shown.columns == ("method", "seed 0", "seed 1", "seed 2", "mean ± s.e.")
+    assert shown.columns == ("method", "seed 4", "seed 5", "seed 6", "mean ± s.e.")
     assert shown.rows[1][-1] == "0.1100 ± 0.0058"
+    assert shown.rows[METHODS.index("random")][1] == "≤ 0.5000", "censored: an upper bound"
 
 
 def test_findings_rank_the_methods_and_compare_them_with_lomp() -> None:
@@ -48,7 +48,7 @@ def test_findings_rank_the_methods_and_compare_them_with_lomp() -> None:
     assert text.startswith("From sparsest to densest over 3 seeds: LOMP (retrained); IMP")
     assert "level with IMP with rewinding (0.116)" in text  # 0.006 apart, errors 0.006 and 0.009
     assert "sparser than random (0.500)" in text and "sparser than Smart-Ratio" in text
-    assert "keeps 22 times as many weights" in text  # 0.110 / 0.005
+    assert "keeps 22.0 times as many weights" in text  # 0.110 / 0.005
 
 
 def test_the_seed_configs_differ_only_in_seed_and_the_training_set() -> None:

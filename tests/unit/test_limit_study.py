@@ -374,3 +374,21 @@ def test_imp_rounds_follow_the_schedule_until_one_fails(stored) -> None:
         study.imp(rewind_epoch=3)
     with pytest.raises(ValueError, match="recipe"):
         _study(None, recipe=None).imp()
+
+
+def test_a_baseline_that_never_fails_is_censored_at_the_common_floor(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Every rule searches down to the same floor (one-shot limit / 2^halvings); a search in
+    which no trial failed says its limit is only an upper bound."""
+    study = _study(tmp_path, recipe=None, pruning=PruningSpec(grid=(0.9, 1.0), resolution=1e-2))
+    monkeypatch.setattr(study, "one_shot", lambda: type("OneShot", (), {"limit": 0.5})())
+    monkeypatch.setattr(study, "_retrain_at", _retraining_rule(study, {1: 0.0}))
+    size = study.dense().dimension
+    floor = max(1, round(0.5 * size) >> study.settings.pruning.retrain_halvings)
+    record = study.baseline("random", seed=2)
+    assert record.censored and all(t["passed"] for t in record.trials)
+    assert min(t["k"] for t in record.trials) >= floor > min(t["k"] for t in record.trials) // 2
+    # the magnitude rule with another seed is its own trial, not the study's own retrain-<k>
+    study.baseline("magnitude", seed=1)
+    assert any(tmp_path.glob(f"{study.key}/retrain-magnitude-s1-*.json"))
