@@ -38,15 +38,19 @@ class DataSizeConfig(ProfiledConfig):
             "hessian_steps": 4,
             "hessian_probes": 1,
         },
-        "full": {"ggn_sizes": (1_000, 5_000, 20_000, 60_000), "hessian_sizes": (1_000, 60_000)},
+        "full": {
+            "ggn_sizes": (1_000, 5_000, 20_000, 60_000),
+            "hessian_sizes": (1_000, 60_000),
+            "hessian_steps": 128,
+        },
     }
 
     task: str = "fc5-cifar10"
-    ggn_sizes: tuple[int, ...] = (1_000, 2_000, 5_000, 10_000)
+    ggn_sizes: tuple[int, ...] = (1_000, 2_000, 5_000)
     tolerance: float = 0.005
     max_products: int = 600
     hessian_sizes: tuple[int, ...] = (1_000, 5_000)
-    hessian_steps: int = 128
+    hessian_steps: int = 64
     hessian_probes: int = 2
     chunk_size: int = dataclasses.field(default=10_000, metadata=EXECUTION_KNOB)
     seed: int = 0

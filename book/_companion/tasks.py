@@ -189,7 +189,7 @@ def task_config(name: str, profile: str) -> ExperimentConfig:
     recipe = dataclasses.replace(full.recipe, epochs=cpu["epochs"])
     if recipe.schedule == "cosine":
         recipe = dataclasses.replace(recipe, warmup_epochs=1, lr=0.05)
-    hessian = HessianSpec(num_steps=80, num_probes=3, zero_rows=32)
+    hessian = HessianSpec(num_steps=64, num_probes=2, zero_rows=32)
     config = dataclasses.replace(
         full,
         profile=profile,
