@@ -19,8 +19,9 @@ from torch import nn
 
 from companion.baselines import BaselinesConfig, certified_spec, seed_config, seed_study
 from companion.profiles import ProfiledConfig, results_root
+from prunelimit.certified import CertifiedLimit, NotPositiveSemidefiniteError
 from prunelimit.models import prunable_parameters
-from prunelimit.report import LimitReport
+from prunelimit.report import DenseRecord, OneShotRecord, RetrainedRecord
 from prunelimit.rescaling import relu_pairs, rescaled
 from prunelimit.store import Recompute
 from prunelimit.study import CertifiedSpec, LimitStudy
@@ -86,12 +87,40 @@ def variant_study(
 
 
 @dataclasses.dataclass(frozen=True)
+class VariantReport:
+    """What a variant's study measured: its dense record, one-shot and retrained limits, and
+    its certified prediction, or why the bounds were refused (a scaled network's saturated
+    softmax leaves G so small that rounding shows as a negative eigenvalue)."""
+
+    dense: DenseRecord
+    one_shot: OneShotRecord
+    retrained: RetrainedRecord | None
+    certified: CertifiedLimit | None
+    refusal: str = ""
+
+    @property
+    def predicted(self) -> str:
+        if self.certified is None:
+            return "refused: G not PSD to rounding"
+        return f"{self.certified.low:.4f}-{self.certified.high:.4f}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Variant:
-    """One changed network: what was done to it and its study's report."""
+    """One changed network: what was done to it and what its study measured."""
 
     change: str
     factor: float
-    report: LimitReport
+    report: VariantReport
+
+
+def measure(study: LimitStudy) -> VariantReport:
+    """The variant study's stages, the certified bounds kept apart: a refusal is reported."""
+    dense, one_shot, retrained = study.dense(), study.one_shot(), study.retrained()
+    try:
+        return VariantReport(dense, one_shot, retrained, study.certified_prediction())
+    except NotPositiveSemidefiniteError as error:
+        return VariantReport(dense, one_shot, retrained, None, str(error))
 
 
 def run(
@@ -106,7 +135,7 @@ def run(
     variants = []
     for change, factor, model in changes:
         study = variant_study(base, model, spec, profile, task.task, recompute)
-        variants.append(Variant(change, factor, study.run()))
+        variants.append(Variant(change, factor, measure(study)))
     return variants
 
 
@@ -124,7 +153,6 @@ def variants_table(variants: list[Variant]) -> Table:
             if variant.change == "scaled"
             else f"layers 1, 2 x ({variant.factor:g}, 1/{variant.factor:g})"
         )
-        prediction = report.prediction
         rows.append(
             [
                 label,
@@ -132,7 +160,7 @@ def variants_table(variants: list[Variant]) -> Table:
                 f"{dense.eps:.4f}",
                 f"{dense.distance_R[0]:.1f}",
                 f"{dense.distance_R[at]:.2f}",
-                f"{prediction.low:.4f}-{prediction.high:.4f}",
+                report.predicted,
                 f"{report.one_shot.limit:.3f}",
                 f"{report.retrained.limit:.3f}" if report.retrained else "-",
             ]
@@ -164,12 +192,9 @@ def findings(variants: list[Variant]) -> str:
     top = max(scaled, key=lambda v: v.factor)
     big = top.report
 
-    def limits(report: LimitReport) -> str:
+    def limits(report: VariantReport) -> str:
         retrained = f", retrained {report.retrained.limit:.3f}" if report.retrained else ""
-        return (
-            f"predicted {report.prediction.low:.4f}-{report.prediction.high:.4f}, one-shot "
-            f"{report.one_shot.limit:.3f}{retrained}"
-        )
+        return f"predicted {report.predicted}, one-shot {report.one_shot.limit:.3f}{retrained}"
 
     sentences = [
         f"Scaling every weight by {top.factor:g} multiplies ||w*|| and R by {top.factor:g}, but "

@@ -38,6 +38,7 @@ from prunelimit.curvature import (
     LossFunction,
     is_tensor_pair,
 )
+from prunelimit.errors import NonFiniteLossError
 from prunelimit.iterative import imp_schedule, iterative_magnitude_pruning, rounds_to
 from prunelimit.lanczos import SLQResult, slq
 from prunelimit.limit import (
@@ -601,7 +602,8 @@ class LimitStudy:
 
     def _retrain_at(self, k: int, epochs: int, rule: str = "magnitude", seed: int = 0) -> dict:
         """Retrain a copy of the model for ``epochs`` on the mask of ``rule`` (``MASK_RULES``,
-        drawn with ``seed``) keeping k weights; its fixed loss."""
+        drawn with ``seed``) keeping k weights; its fixed loss. A retraining whose loss turns
+        non-finite is recorded as diverged (loss None): the trial fails."""
         model = copy.deepcopy(self.model)
         weights = prunable_parameters(model)
         masks = MASK_RULES[rule](weights, k / sum(w.numel() for w in weights), seed)
@@ -615,7 +617,10 @@ class LimitStudy:
             precision=base.precision,
         )
         with frozen_mask(weights, masks):
-            self._train_copy(model, recipe)
+            try:
+                self._train_copy(model, recipe)
+            except NonFiniteLossError as error:
+                return {"k": k, "loss": None, "accuracy": None, "diverged": str(error)}
         return self._pruned_record(k, model)
 
     def _train_copy(
@@ -665,7 +670,8 @@ class LimitStudy:
         assert isinstance(trial, dict)
         dense = self.dense()
         threshold = dense.fixed_loss + dense.eps
-        return trial | {"ratio": trial["k"] / dense.dimension, "passed": trial["loss"] <= threshold}
+        passed = trial["loss"] is not None and trial["loss"] <= threshold
+        return trial | {"ratio": trial["k"] / dense.dimension, "passed": passed}
 
     def _search(
         self,

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from prunelimit import study as study_module
 from prunelimit.curvature import dense_ggn
+from prunelimit.errors import NonFiniteLossError
 from prunelimit.lanczos import SLQResult
 from prunelimit.limit import flat_weights, predict_limit, prediction_spread
 from prunelimit.models import prunable_parameters
@@ -392,3 +393,16 @@ def test_a_baseline_that_never_fails_is_censored_at_the_common_floor(
     # the magnitude rule with another seed is its own trial, not the study's own retrain-<k>
     study.baseline("magnitude", seed=1)
     assert any(tmp_path.glob(f"{study.key}/retrain-magnitude-s1-*.json"))
+
+
+def test_a_retraining_that_diverges_is_a_failed_trial(tmp_path: Path, monkeypatch) -> None:
+    """A mask whose retraining turns the loss non-finite fails instead of stopping the study."""
+    study = _study(tmp_path)
+    study.dense()
+
+    def diverging(*args, **kwargs) -> None:
+        raise NonFiniteLossError("training loss is nan in epoch 0")
+
+    monkeypatch.setattr(study, "_train_copy", diverging)
+    trial = study._trial(study.dense().dimension // 2, epochs=1)
+    assert trial["loss"] is None and "nan" in trial["diverged"] and trial["passed"] is False
