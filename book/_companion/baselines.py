@@ -18,9 +18,11 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
+from torch import nn
 
-from companion.profiles import ProfiledConfig
+from companion.profiles import ProfiledConfig, results_root
 from companion.tasks import ExperimentConfig, describe_task, task_config, task_study
+from prunelimit.store import Recompute
 from prunelimit.study import CertifiedSpec, LimitStudy
 from prunelimit.tables import Table, table
 
@@ -82,6 +84,37 @@ def seed_study(config: BaselinesConfig, profile: str, seed: int, recompute=False
     """The LOMP study of one seed, stored under ``heuristics``."""
     return task_study(
         seed_config(config, profile, seed), recompute, progress=False, part="heuristics"
+    )
+
+
+def as_is_study(
+    base: LimitStudy,
+    model: nn.Module,
+    spec: CertifiedSpec,
+    profile: str,
+    task: str,
+    recompute: Recompute = False,
+    retrain: bool = True,
+) -> LimitStudy:
+    """A study of ``model`` as it is (no training; a changed copy of ``base``'s network), with
+    ``base``'s data and settings and the profile's certified budget ``spec``, stored beside the
+    seeds' studies. With ``retrain``, its retraining trials use the study default for a model
+    without a recipe (1 epoch at learning rate 0.01, the FC tasks' own rate)."""
+    settings = base.settings
+    return LimitStudy(
+        model,
+        base.data,
+        recipe=None,
+        curvature="ggn",
+        retrain_epochs=settings.pruning.retrain_epochs if retrain else 0,
+        hessian=settings.hessian,
+        certified=spec,
+        pruning=settings.pruning,
+        store=results_root() / profile / "heuristics" / task,
+        seed=settings.seed,
+        progress=False,
+        recompute=recompute,
+        profile=profile,
     )
 
 

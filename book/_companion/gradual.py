@@ -17,8 +17,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from companion.baselines import BaselinesConfig, certified_spec, seed_config, seed_study
-from companion.profiles import ProfiledConfig, ResultsStore, results_root
+from companion.baselines import (
+    BaselinesConfig,
+    as_is_study,
+    certified_spec,
+    seed_config,
+    seed_study,
+)
+from companion.profiles import ProfiledConfig, ResultsStore
 from prunelimit.certified import CertifiedLimit
 from prunelimit.iterative import imp_schedule, iterative_magnitude_pruning
 from prunelimit.models import prunable_parameters
@@ -56,21 +62,8 @@ def _current_prediction(
 ) -> tuple[CertifiedLimit, float, float]:
     """The study of ``model`` as it is: (its certified prediction with ``spec``, its one-shot
     limit, its eps)."""
-    settings = study.settings
-    current = LimitStudy(
-        copy.deepcopy(model),
-        study.data,
-        recipe=None,
-        curvature="ggn",
-        retrain_epochs=0,
-        hessian=settings.hessian,
-        certified=spec,
-        pruning=settings.pruning,
-        store=results_root() / profile / "heuristics" / task,
-        seed=settings.seed,
-        progress=False,
-        recompute=recompute,
-        profile=profile,
+    current = as_is_study(
+        study, copy.deepcopy(model), spec, profile, task, recompute, retrain=False
     )
     return current.certified_prediction(), current.one_shot().limit, current.dense().eps
 

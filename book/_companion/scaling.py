@@ -17,14 +17,20 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from companion.baselines import BaselinesConfig, certified_spec, seed_config, seed_study
-from companion.profiles import ProfiledConfig, results_root
+from companion.baselines import (
+    BaselinesConfig,
+    as_is_study,
+    certified_spec,
+    seed_config,
+    seed_study,
+)
+from companion.profiles import ProfiledConfig
 from prunelimit.certified import CertifiedLimit, NotPositiveSemidefiniteError
 from prunelimit.models import prunable_parameters
 from prunelimit.report import DenseRecord, OneShotRecord, RetrainedRecord
 from prunelimit.rescaling import relu_pairs, rescaled
 from prunelimit.store import Recompute
-from prunelimit.study import CertifiedSpec, LimitStudy
+from prunelimit.study import LimitStudy
 from prunelimit.tables import Table, table
 
 
@@ -55,35 +61,6 @@ def first_pair_rescaled(model: nn.Module, factor: float) -> nn.Module:
     assert isinstance(model, nn.Sequential), "the Part IV networks are sequential MLPs"
     pairs = relu_pairs(model)
     return rescaled(model, [factor, *[1.0] * (len(pairs) - 1)])
-
-
-def variant_study(
-    base: LimitStudy,
-    model: nn.Module,
-    spec: CertifiedSpec,
-    profile: str,
-    task: str,
-    recompute: Recompute = False,
-) -> LimitStudy:
-    """A study of ``model`` as it is (no training), with the base study's data and settings and
-    the profile's certified budget ``spec``. Its retraining trials use the study default for a
-    model without a recipe (1 epoch at learning rate 0.01, the FC tasks' own rate)."""
-    settings = base.settings
-    return LimitStudy(
-        model,
-        base.data,
-        recipe=None,
-        curvature="ggn",
-        retrain_epochs=settings.pruning.retrain_epochs,
-        hessian=settings.hessian,
-        certified=spec,
-        pruning=settings.pruning,
-        store=results_root() / profile / "heuristics" / task,
-        seed=settings.seed,
-        progress=False,
-        recompute=recompute,
-        profile=profile,
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +111,7 @@ def run(
     changes += [("rescaled", a, first_pair_rescaled(base.model, a)) for a in config.rescalings]
     variants = []
     for change, factor, model in changes:
-        study = variant_study(base, model, spec, profile, task.task, recompute)
+        study = as_is_study(base, model, spec, profile, task.task, recompute)
         variants.append(Variant(change, factor, measure(study)))
     return variants
 
