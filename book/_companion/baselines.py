@@ -137,8 +137,7 @@ def seed_limits(
     limits = {"LOMP (one-shot)": study.one_shot().limit}
     limits |= {method: record.limit for method, record in records.items()}
     limits |= {  # no failing trial: the search stopped at its floor
-        f"{method} censored": float(all(t["passed"] for t in record.trials))
-        for method, record in records.items()
+        f"{method} censored": float(record.censored) for method, record in records.items()
     }
     return limits | {"G low": bounds.low, "G high": bounds.high, "seed": seed}
 

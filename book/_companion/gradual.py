@@ -29,9 +29,9 @@ from prunelimit.certified import CertifiedLimit
 from prunelimit.iterative import imp_schedule, iterative_magnitude_pruning
 from prunelimit.models import prunable_parameters
 from prunelimit.store import Recompute
-from prunelimit.study import CertifiedSpec, LimitStudy, learning_rate_after
+from prunelimit.study import CertifiedSpec, LimitStudy
 from prunelimit.tables import Table, table
-from prunelimit.training import Recipe, evaluate, train
+from prunelimit.training import evaluate, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,13 +83,7 @@ def run(
         dense = study.dense()
         threshold = dense.fixed_loss + dense.eps
         model = copy.deepcopy(study.model)
-        recipe = Recipe(
-            config.epochs,
-            learning_rate_after(task.recipe),
-            momentum=task.recipe.momentum,
-            batch_size=task.recipe.batch_size,
-            seed=task.seed + 1,
-        )
+        recipe = study.retraining_recipe(config.epochs)
         data = study.data
         assert data.train is not None, "the task trains"
 

@@ -150,7 +150,10 @@ class RetrainedRecord:
     limit: float
     threshold: float
     trials: list[dict[str, Any]]
-    censored: bool = False
+
+    @property
+    def censored(self) -> bool:
+        return all(trial["passed"] for trial in self.trials)
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> "RetrainedRecord":

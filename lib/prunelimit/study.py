@@ -607,8 +607,20 @@ class LimitStudy:
         model = copy.deepcopy(self.model)
         weights = prunable_parameters(model)
         masks = MASK_RULES[rule](weights, k / sum(w.numel() for w in weights), seed)
+        recipe = self.retraining_recipe(epochs, seed)
+        with frozen_mask(weights, masks):
+            try:
+                self._train_copy(model, recipe)
+            except NonFiniteLossError as error:
+                return {"k": k, "loss": None, "accuracy": None, "diverged": str(error)}
+        return self._pruned_record(k, model)
+
+    def retraining_recipe(self, epochs: int, seed: int = 0) -> Recipe:
+        """How a pruned copy is retrained: ``epochs`` of SGD at the recipe's last learning rate
+        (``learning_rate_after``), its momentum and batch size, no penalty, seeded by the
+        study's seed + 1 + ``seed``."""
         base = self.settings.recipe or Recipe(1, 0.01)
-        recipe = Recipe(
+        return Recipe(
             epochs,
             learning_rate_after(base),
             momentum=base.momentum,
@@ -616,12 +628,6 @@ class LimitStudy:
             seed=self.settings.seed + 1 + seed,
             precision=base.precision,
         )
-        with frozen_mask(weights, masks):
-            try:
-                self._train_copy(model, recipe)
-            except NonFiniteLossError as error:
-                return {"k": k, "loss": None, "accuracy": None, "diverged": str(error)}
-        return self._pruned_record(k, model)
 
     def _train_copy(
         self,
@@ -784,15 +790,9 @@ class LimitStudy:
         def compute() -> JSONValue:
             dense = self.dense()
             trial = functools.partial(self._trial, epochs=epochs, rule=rule, seed=seed)
-            low, high, trials = self._search(trial, dense.dimension)
+            _, high, trials = self._search(trial, dense.dimension)
             threshold = dense.fixed_loss + dense.eps
-            limit = high / dense.dimension
-            return {
-                "limit": limit,
-                "threshold": threshold,
-                "trials": trials,
-                "censored": low is None,
-            }
+            return {"limit": high / dense.dimension, "threshold": threshold, "trials": trials}
 
         return RetrainedRecord.from_dict(self._stage(f"baseline-{rule}-s{seed}", compute))
 
@@ -841,7 +841,6 @@ class LimitStudy:
                 "limit": min(passed, default=dense.dimension) / dense.dimension,
                 "threshold": dense.fixed_loss + dense.eps,
                 "trials": trials,
-                "censored": all(trial["passed"] for trial in trials),
             }
 
         return RetrainedRecord.from_dict(self._stage(f"imp-{fraction}-r{rewind_epoch}", compute))
