@@ -3,6 +3,7 @@
 #   make execute PROFILE=full rerun every notebook, recomputing results, then build the HTML
 #   make execute PROFILE=full TASKS="fc5-cifar10 vgg16-cifar10"
 #                             rerun only those Part III tasks and the summary over them (no HTML)
+#   make execute JOBS=1       one notebook at a time (default: one per core for cpu and smoke)
 #   make test                 the test suite
 #   make benchmark            curvature and limit benchmarks: ratios measured side by side
 #   make clean                remove builds (keeps .venv, data and stored results)
@@ -38,7 +39,19 @@ export PRUNELIMIT_TASKS := $(TASKS)
 endif
 TASK_EXECUTED := $(patsubst %,$(EXECUTED_DIR)/book/experiments/%.ipynb,$(TASK_PAGES))
 PAGES := $(shell find book -type f -not -path '*/_build/*' -not -path '*/__pycache__/*' | sort)
-EXECUTED := $(patsubst %.md,$(EXECUTED_DIR)/%.ipynb,$(TEXT_NOTEBOOKS)) $(TASK_EXECUTED)
+# The longest notebooks first (the exact spectra, then the tasks), so that notebooks run side by
+# side finish close together.
+EXACT_SPECTRA := $(EXECUTED_DIR)/book/experiments/exact_spectra.ipynb
+EXECUTED := $(EXACT_SPECTRA) $(TASK_EXECUTED) \
+  $(filter-out $(EXACT_SPECTRA),$(patsubst %.md,$(EXECUTED_DIR)/%.ipynb,$(TEXT_NOTEBOOKS)))
+# `make execute` runs JOBS notebooks side by side, each with CORES / JOBS threads: by default one
+# per core on one thread for the cpu and smoke profiles (two one-thread notebooks got through
+# 1.2-1.4x the work of one two-thread notebook on a 2-core machine), and one at a time for the
+# full profile, whose notebooks share one GPU.
+CORES ?= $(shell nproc 2>/dev/null || echo 1)
+JOBS ?= $(if $(filter full,$(PROFILE)),1,$(CORES))
+THREADS := $(shell echo $$(( $(CORES) / $(JOBS) > 1 ? $(CORES) / $(JOBS) : 1 )))
+NOTEBOOK := OMP_NUM_THREADS=$(THREADS) $(PY) -m companion.pipeline execute
 LIBRARY := $(shell find lib book/_companion -name '*.py' | sort)
 # Jupyter Book writes index.html only when missing, so a stamp marks a finished build.
 BOOK_BUILT := _build/html/.book-built
@@ -80,13 +93,19 @@ $(DATA_READY): $(INSTALLED)
 
 # One executed notebook per text notebook; a failing cell deletes the half-written output.
 $(EXECUTED_DIR)/%.ipynb: %.md $(LIBRARY) | $(INSTALLED) $(DATA_READY) announce-notebooks
-	$(PY) -m companion.pipeline execute $< $@ --profile $(PROFILE) $(if $(RECOMPUTE_SINCE),--recompute-since $(RECOMPUTE_SINCE))
+	$(NOTEBOOK) $< $@ --profile $(PROFILE) $(if $(RECOMPUTE_SINCE),--recompute-since $(RECOMPUTE_SINCE))
 
 $(TASK_EXECUTED): $(EXECUTED_DIR)/book/experiments/%.ipynb: $(TASK_TEMPLATE) $(LIBRARY) | $(INSTALLED) $(DATA_READY) announce-notebooks
-	$(PY) -m companion.pipeline execute $< $@ --page $* --profile $(PROFILE) $(if $(RECOMPUTE_SINCE),--recompute-since $(RECOMPUTE_SINCE))
+	$(NOTEBOOK) $< $@ --page $* --profile $(PROFILE) $(if $(RECOMPUTE_SINCE),--recompute-since $(RECOMPUTE_SINCE))
 
-# The intro's results-at-a-glance box reads the tasks' stored results: they are computed first.
-$(EXECUTED_DIR)/book/intro.ipynb: $(TASK_EXECUTED)
+# Each task page computes its task; the summary and the intro's results-at-a-glance box read
+# the tasks' stored results, so they run after the task pages.
+$(EXECUTED_DIR)/book/intro.ipynb $(EXECUTED_DIR)/book/experiments/summary.ipynb: $(TASK_EXECUTED)
+# Pages that reuse a network another page trains run after that page (never both at once): the
+# data-size page takes FC5's, Part IV's pages the baselines' seed-0 network.
+$(EXECUTED_DIR)/book/experiments/data_size.ipynb: | $(filter %/fc5_cifar10.ipynb,$(TASK_EXECUTED))
+$(filter-out %/baselines.ipynb %/index.ipynb,$(filter $(EXECUTED_DIR)/book/heuristics/%,$(EXECUTED))): \
+  | $(EXECUTED_DIR)/book/heuristics/baselines.ipynb
 
 # Says, once, how many notebooks are about to run: those whose executed version is missing or
 # older than the text notebook or the library.
@@ -124,7 +143,7 @@ execute: | $(INSTALLED) $(DATA_READY)
 	@mkdir -p _build
 	@[ -f $(EXECUTE_SINCE) ] || { rm -rf $(if $(strip $(TASKS)),$(TASK_EXECUTED) $(SUMMARY_EXECUTED),$(EXECUTED_DIR)); \
 	  date +%s > $(EXECUTE_SINCE); }
-	$(MAKE) --no-print-directory $(if $(strip $(TASKS)),tasks,book) PROFILE=$(PROFILE) \
+	$(MAKE) --no-print-directory -j$(JOBS) $(if $(strip $(TASKS)),tasks,book) PROFILE=$(PROFILE) \
 	  RECOMPUTE_SINCE=$$(cat $(EXECUTE_SINCE))
 	rm -f $(EXECUTE_SINCE)
 
