@@ -22,6 +22,7 @@ from prunelimit.certified import certified_limit
 from prunelimit.curvature import GGNOperator, HessianOperator
 from prunelimit.lanczos import slq
 from prunelimit.limit import flat_weights, prediction_spread
+from prunelimit.report import BudgetRecord
 from prunelimit.store import EXECUTION_KNOB, Recompute
 
 
@@ -61,8 +62,15 @@ class DataSizeStudy:
 
     def __init__(self, config: DataSizeConfig, profile: str, recompute: Recompute = False):
         self.config, self.profile, self.recompute = config, profile, recompute
-        self.study = task_study(task_config(config.task, profile), progress=False)
+        self.task = task_config(config.task, profile)
+        self.study = task_study(self.task, recompute, progress=False)
         self.store = ResultsStore("data_size", profile)
+
+    def retraining_budget(self) -> BudgetRecord:
+        """The task's retrained limit as its Part III page has it (the same budget doublings)."""
+        budget = self.study.retraining_budget(self.task.budget_doublings)
+        assert budget is not None  # every task retrains
+        return budget
 
     @property
     def eps(self) -> float:
