@@ -127,7 +127,8 @@ def device_description() -> str:
     """The accelerator torch will use, or the CPU with its thread count."""
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    return f"cpu: {os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"cpu: {os.cpu_count()} cores, torch uses {threads} thread{'s' if threads > 1 else ''}"
 
 
 def provenance(seconds: float, **extra: JSONValue) -> dict[str, JSONValue]:
