@@ -7,9 +7,9 @@ keeps its fixed training loss within eps of the dense LOMP network's (Part III's
 - Smart-Ratio: layer keep-ratios by depth, random within a layer (Su et al. 2020);
 - random masks, and magnitude masks taken layer by layer.
 
-Every method runs on the same trained network per seed (the seed sets the initial weights, the
-training order, the random masks and the retraining order); the certified G interval of that
-network is the prediction beside them. The studies are stored under
+Every method runs on the same trained network per task and seed (the seed sets the initial
+weights, the training order, the random masks and the retraining order); the certified G
+interval of that network is the prediction beside them. The studies are stored under
 ``results/<profile>/heuristics/<task>/<study key>/``.
 """
 
@@ -18,10 +18,17 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
+from IPython.display import Markdown
 from torch import nn
 
 from companion.profiles import ProfiledConfig, results_root
-from companion.tasks import ExperimentConfig, describe_task, task_config, task_study
+from companion.tasks import (
+    ExperimentConfig,
+    describe_run,
+    describe_task,
+    task_config,
+    task_study,
+)
 from prunelimit.store import Recompute
 from prunelimit.study import CertifiedSpec, LimitStudy
 from prunelimit.tables import Table, table
@@ -39,25 +46,34 @@ RULES = {"Smart-Ratio": "smart-ratio", "random": "random", "layerwise magnitude"
 
 @dataclasses.dataclass(frozen=True)
 class BaselinesConfig(ProfiledConfig):
-    """The Part III task whose network is pruned, on at most ``train_limit`` training images,
+    """The Part III tasks whose networks are pruned, on at most ``train_limit`` training images,
     over ``seeds``; IMP prunes ``imp_fraction`` of what is left per round, rewinding to the
-    weights after ``imp_rewind_epoch`` epochs."""
+    weights after ``imp_rewind_epoch`` epochs. The other Part IV pages study the first task's
+    network (``task``)."""
 
     PROFILE_OVERRIDES: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"seeds": (0, 1), "imp_fraction": 0.5},
+        "smoke": {"tasks": ("fc5-cifar10",), "seeds": (0, 1), "imp_fraction": 0.5},
         "full": {"train_limit": None},
     }
 
-    task: str = "fc5-cifar10"
+    tasks: tuple[str, ...] = ("fc5-cifar10", "alexnet-cifar10")
     train_limit: int | None = 10_000
     seeds: tuple[int, ...] = (0, 1, 2)
     imp_fraction: float = 0.2
     imp_rewind_epoch: int = 1
 
+    @property
+    def task(self) -> str:
+        """The task of the other Part IV pages: the first one."""
+        return self.tasks[0]
 
-def seed_config(config: BaselinesConfig, profile: str, seed: int) -> ExperimentConfig:
-    """The task's config under ``profile`` with this seed and the training set limited."""
-    task = task_config(config.task, profile)
+
+def seed_config(
+    config: BaselinesConfig, profile: str, seed: int, task_name: str | None = None
+) -> ExperimentConfig:
+    """The config of ``task_name`` (default: ``config.task``) under ``profile`` with this seed
+    and the training set limited."""
+    task = task_config(task_name or config.task, profile)
     limits = [n for n in (task.data.train_limit, config.train_limit) if n is not None]
     data = dataclasses.replace(task.data, train_limit=min(limits, default=None))
     return dataclasses.replace(task, seed=seed, data=data)
@@ -80,10 +96,17 @@ def certified_spec(config: BaselinesConfig, profile: str) -> CertifiedSpec:
     return spec
 
 
-def seed_study(config: BaselinesConfig, profile: str, seed: int, recompute=False) -> LimitStudy:
-    """The LOMP study of one seed, stored under ``heuristics``."""
+def seed_study(
+    config: BaselinesConfig,
+    profile: str,
+    seed: int,
+    recompute: Recompute = False,
+    task_name: str | None = None,
+) -> LimitStudy:
+    """The LOMP study of one seed (of ``task_name``, default ``config.task``), stored under
+    ``heuristics``."""
     return task_study(
-        seed_config(config, profile, seed), recompute, progress=False, part="heuristics"
+        seed_config(config, profile, seed, task_name), recompute, progress=False, part="heuristics"
     )
 
 
@@ -119,13 +142,18 @@ def as_is_study(
 
 
 def seed_limits(
-    config: BaselinesConfig, profile: str, seed: int, recompute=False
+    config: BaselinesConfig,
+    profile: str,
+    seed: int,
+    recompute: Recompute = False,
+    task_name: str | None = None,
 ) -> dict[str, float]:
-    """Method -> the limit (fraction kept) it reaches on this seed's network; "<method>
-    censored" -> 1.0 when no trial of its search failed down to the search's floor (the limit
-    is then at most the value shown); "G low" and "G high": the certified interval of the
-    predicted limit (the profile's product budget); "seed"."""
-    study = seed_study(config, profile, seed, recompute)
+    """Method -> the limit (fraction kept) it reaches on this seed's network of ``task_name``
+    (default ``config.task``); "<method> censored" -> 1.0 when no trial of its search failed
+    down to the search's floor (the limit is then at most the value shown); "G low" and "G
+    high": the certified interval of the predicted limit (the profile's product budget);
+    "seed"."""
+    study = seed_study(config, profile, seed, recompute, task_name)
     bounds = study.certified_prediction(certified_spec(config, profile))
     retrained = study.retrained()
     assert retrained is not None, "the task's studies retrain"
@@ -142,9 +170,14 @@ def seed_limits(
     return limits | {"G low": bounds.low, "G high": bounds.high, "seed": seed}
 
 
-def run(config: BaselinesConfig, profile: str, recompute=False) -> list[dict[str, float]]:
-    """``seed_limits`` for every seed of ``config``, computed or loaded."""
-    return [seed_limits(config, profile, seed, recompute) for seed in config.seeds]
+def run(
+    config: BaselinesConfig, profile: str, recompute: Recompute = False
+) -> dict[str, list[dict[str, float]]]:
+    """Task -> ``seed_limits`` for every seed of ``config``, computed or loaded."""
+    return {
+        task: [seed_limits(config, profile, seed, recompute, task) for seed in config.seeds]
+        for task in config.tasks
+    }
 
 
 def mean_and_error(values: list[float]) -> tuple[float, float]:
@@ -154,8 +187,9 @@ def mean_and_error(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), error
 
 
-def limits_table(per_seed: list[dict[str, float]]) -> Table:
-    """One row per method: its limit per seed and their mean with its standard error."""
+def limits_table(per_seed: list[dict[str, float]], network: str = "") -> Table:
+    """One row per method: its limit per seed and their mean with its standard error
+    (``network``: the network's name, for the caption)."""
     rows = []
     for method in METHODS:
         values = [limits[method] for limits in per_seed]
@@ -169,7 +203,8 @@ def limits_table(per_seed: list[dict[str, float]]) -> Table:
     rows.append(["predicted (certified G)", *ggn, ""])
     seeds = [f"seed {int(limits['seed'])}" for limits in per_seed]
     caption = (
-        "Fraction of weights kept at each method's limit (smaller: sparser), per seed, and the "
+        (f"{network}: f" if network else "F")
+        + "raction of weights kept at each method's limit (smaller: sparser), per seed, and the "
         "mean ± its standard error over seeds (≤: no trial failed down to the search's floor, "
         "so the limit is at most that); last row: the certified 99% interval of the predicted "
         "limit of the same LOMP network."
@@ -205,3 +240,47 @@ def findings(per_seed: list[dict[str, float]]) -> str:
         + " (apart: more than twice their combined standard error)."
         + prediction
     )
+
+
+def summary_table(per_task: dict[str, list[dict[str, float]]], profile: str) -> Table:
+    """One row per method, one column per task's network: the mean limit ± its standard error
+    over seeds (≤ when a seed's search was censored), and the certified prediction's range."""
+    columns = {task: describe_run(task_config(task, profile)).label for task in per_task}
+    rows = []
+    for method in METHODS:
+        cells = []
+        for per_seed in per_task.values():
+            mean, error = mean_and_error([limits[method] for limits in per_seed])
+            censored = any(limits.get(f"{method} censored") for limits in per_seed)
+            cells.append(("≤ " if censored else "") + f"{mean:.3f} ± {error:.3f}")
+        rows.append([method, *cells])
+    rows.append(
+        [
+            "predicted (certified G)",
+            *(
+                f"{min(s['G low'] for s in ps):.4f}-{max(s['G high'] for s in ps):.4f}"
+                for ps in per_task.values()
+            ),
+        ]
+    )
+    seeds = len(next(iter(per_task.values())))
+    caption = (
+        f"Fraction of weights kept at each method's limit, mean ± standard error over {seeds} "
+        "seeds (each seed trains its own network; ≤: some seed's search found no failing "
+        "trial down to its floor); last row: the certified 99% intervals of the predicted limit "
+        "over the seeds' LOMP networks."
+    )
+    return table(["method", *columns.values()], rows, caption)
+
+
+def task_sections(per_task: dict[str, list[dict[str, float]]], profile: str) -> list[Any]:
+    """Per task: a heading line with its network, the per-seed table and ``findings``."""
+    parts: list[Any] = []
+    for task, per_seed in per_task.items():
+        label = describe_run(task_config(task, profile)).label
+        parts += [
+            Markdown(f"**{label}** ({task} in the paper's registry)"),
+            limits_table(per_seed, label),
+            Markdown(findings(per_seed)),
+        ]
+    return parts

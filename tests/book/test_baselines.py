@@ -11,6 +11,7 @@ from companion.baselines import (
     limits_table,
     mean_and_error,
     seed_config,
+    summary_table,
 )
 
 
@@ -57,3 +58,20 @@ def test_the_seed_configs_differ_only_in_seed_and_the_training_set() -> None:
     assert len(config.seeds) >= 3 and (first.seed, second.seed) == (0, 1)
     assert first.data.train_limit == 10_000 and first.recipe == second.recipe
     assert seed_config(BaselinesConfig.for_profile("full"), "full", 0).data.train_limit is None
+
+
+def test_the_summary_has_a_column_per_network_and_marks_censored_means() -> None:
+    other = [limits | {"random censored": 0.0, "G high": 0.01} for limits in per_seed()]
+    shown = summary_table({"fc5-cifar10": per_seed(), "alexnet-cifar10": other}, "cpu")
+    assert shown.columns == ("method", "FC5 on Fashion-MNIST", "AlexNet (1/8) on Fashion-MNIST")
+    assert shown.rows[1] == ("LOMP (retrained)", "0.110 ± 0.006", "0.110 ± 0.006")
+    assert shown.rows[METHODS.index("random")][1:] == ("≤ 0.500 ± 0.000", "0.500 ± 0.000")
+    assert shown.rows[-1] == ("predicted (certified G)", "0.0000-0.0050", "0.0000-0.0100")
+
+
+def test_the_baselines_cover_a_fully_connected_and_a_convolutional_network() -> None:
+    config = BaselinesConfig.for_profile("cpu")
+    models = [seed_config(config, "cpu", 0, task).model for task in config.tasks]
+    assert models == ["fc5", "alexnet"] and config.task == "fc5-cifar10"
+    alexnet = seed_config(config, "cpu", 2, "alexnet-cifar10")
+    assert alexnet.seed == 2 and alexnet.data.train_limit == 10_000
