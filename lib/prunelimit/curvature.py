@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
+from torch import distributed as dist
 from torch import nn
 from torch.func import functional_call, grad, jvp
 from tqdm import tqdm
 
 from prunelimit.errors import DeviceMemoryError, NonFiniteLossError
+from prunelimit.sharding import agreed, summed, summed_count
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
@@ -142,9 +144,14 @@ class CurvatureOperator(ABC):
     check_determinism: compare every pass's data with the first (on by default; one reduction
     per batch). reuse_graph: when the data form a single chunk, keep its graph between products,
     so that later products skip the forward pass (memory: that chunk's activations stay alive);
-    with several chunks every product rebuilds each chunk's graph. The operator is the matrix at
-    the weights it was built with: build a new one after training. Subclasses give the product
-    of one chunk, ``_chunk_product``.
+    with several chunks every product rebuilds each chunk's graph. group: a torch.distributed
+    process group whose processes each pass their own shard of the examples (``sharding.shard``)
+    and the same model: the operator is then that of the mean loss over all shards, each product
+    summed over the group with one all-reduce (weighted by shard sizes), the same on every
+    process; checks run per shard, and an error on one process stops all of them
+    (``sharding.ShardFailedError`` on the others). The operator is the matrix at the weights it
+    was built with: build a new one after training. Subclasses give the product of one chunk,
+    ``_chunk_product``.
     """
 
     name = "curvature"  # for progress bars
@@ -161,6 +168,7 @@ class CurvatureOperator(ABC):
         check_determinism: bool = True,
         reuse_graph: bool = True,
         progress: bool = False,
+        group: dist.ProcessGroup | None = None,
     ) -> None:
         _check_eval_mode(model)
         names = self._parameter_names(model, params)
@@ -173,19 +181,25 @@ class CurvatureOperator(ABC):
         self.check_determinism, self.progress = check_determinism, progress
         self.dtype = self.params[0].dtype
         self.device = self.params[0].device
-        self.reuse_graph = False
+        self.reuse_graph, self.group = False, group
+        self.num_examples = summed_count(lambda: self._read_shard(data, chunk_size), group)
+        size = sum(p.numel() for p in self.params)
+        self.shape = (size, size)
+        self.output_shape = agreed(self._check_gradients, group)
+        self.reuse_graph = reuse_graph and len(self._fingerprints) == 1
+
+    def _read_shard(self, data: Batch | Iterable[Batch], chunk_size: ChunkSize) -> int:
+        """Chunk this process's data and fingerprint it; its number of examples."""
         if chunk_size == "auto":
             chunk_size = self._automatic_chunk_size(data)
         self.chunk_size = chunk_size
         self._data = _chunks(data, chunk_size)
         self._fingerprints = [_fingerprint(batch) for batch in self._data]
-        self.num_examples = sum(size for size, _, _ in self._fingerprints)
-        if self.num_examples == 0:
-            raise ValueError("the data set is empty")
-        size = sum(p.numel() for p in self.params)
-        self.shape = (size, size)
-        self.output_shape = self._check_gradients()
-        self.reuse_graph = reuse_graph and len(self._fingerprints) == 1
+        count = sum(size for size, _, _ in self._fingerprints)
+        if count == 0:
+            shard = " on this process (each process of the group needs a shard)"
+            raise ValueError("the data set is empty" + (shard if self.group is not None else ""))
+        return count
 
     @staticmethod
     def _parameter_names(model: nn.Module, params: Sequence[torch.Tensor] | None) -> list[str]:
@@ -288,11 +302,15 @@ class CurvatureOperator(ABC):
     # ------------------------------------------------------------------------------ products
     def gradient(self) -> torch.Tensor:
         """Gradient of the mean loss, [D] (the reference cost a product is compared with)."""
-        total = torch.zeros(self.shape[0], dtype=self.dtype, device=self.device)
-        for inputs, targets, weight in self._batches():
-            loss = self._weighted_loss(self.model(inputs), targets, weight)
-            total += torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, self.params)])
-        return total
+
+        def share() -> torch.Tensor:
+            total = torch.zeros(self.shape[0], dtype=self.dtype, device=self.device)
+            for inputs, targets, weight in self._batches():
+                loss = self._weighted_loss(self.model(inputs), targets, weight)
+                total += torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, self.params)])
+            return total
+
+        return summed(share, self.group)
 
     def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
         """M V for V [D, k]: one graph per chunk serves all k columns."""
@@ -301,10 +319,14 @@ class CurvatureOperator(ABC):
         vectors = vectors.to(self.device, self.dtype)
         k = vectors.shape[1]
         tangents = self._split(vectors)
-        total = torch.zeros_like(vectors)
-        for inputs, targets, weight in self._batches():
-            total += self._chunk_product(inputs, targets, weight, tangents, k)
-        return total
+
+        def share() -> torch.Tensor:
+            total = torch.zeros_like(vectors)
+            for inputs, targets, weight in self._batches():
+                total += self._chunk_product(inputs, targets, weight, tangents, k)
+            return total
+
+        return summed(share, self.group)
 
     def matvec(self, vector: torch.Tensor) -> torch.Tensor:
         """M v for v [D]."""
@@ -358,6 +380,7 @@ class HessianOperator(CurvatureOperator):
         check_determinism: bool = True,
         reuse_graph: bool = True,
         progress: bool = False,
+        group: dist.ProcessGroup | None = None,
     ) -> None:
         if backend not in ("double_backward", "forward_over_reverse"):
             raise ValueError(
@@ -375,6 +398,7 @@ class HessianOperator(CurvatureOperator):
             check_determinism=check_determinism,
             reuse_graph=reuse_graph and backend == "double_backward",
             progress=progress,
+            group=group,
         )
 
     def _chunk_product(self, inputs, targets, weight, tangents, k) -> torch.Tensor:
