@@ -5,7 +5,7 @@
 #                             rerun only those Part III tasks and the summary over them (no HTML)
 #   make execute JOBS=1       one notebook at a time (default: one per core for cpu and smoke)
 #   make test                 the test suite
-#   make benchmark            curvature and limit benchmarks: ratios measured side by side
+#   make benchmark            curvature, limit and sharding benchmarks: ratios side by side
 #   make clean                remove builds (keeps .venv, data and stored results)
 # Every target sets itself up first: a virtual environment in .venv and the offline data.
 
@@ -156,6 +156,7 @@ test: | $(INSTALLED) $(DATA_READY)
 benchmark: | $(INSTALLED) $(DATA_READY)
 	$(PY) benchmarks/curvature.py
 	$(PY) benchmarks/limit.py
+	$(PY) benchmarks/distributed.py
 
 clean:
 	rm -rf _build

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import distributed as dist
 
 from companion.profiles import check_profile, results_root
 from prunelimit.costs import CostEstimate, Unit
@@ -313,10 +314,12 @@ def task_study(
     root: Path | None = None,
     progress: bool = True,
     part: str = "experiments",
+    group: dist.ProcessGroup | None = None,
 ) -> LimitStudy:
     """The ``LimitStudy`` of ``config``: its model (seeded), data views and recipe, the paper's
     |lambda| rule, stored under ``<root>/<profile>/<part>/<task>/`` (root: the results folder;
-    part: "experiments" for Part III, "heuristics" for Part IV)."""
+    part: "experiments" for Part III, "heuristics" for Part IV); ``group``: the processes that
+    share its curvature products (see ``LimitStudy``)."""
     views = load_views(config.data)
     torch.manual_seed(config.seed)
     model = build_model(
@@ -342,6 +345,7 @@ def task_study(
         seed=config.seed,
         progress=progress,
         recompute=recompute,
+        group=group,
         profile=config.profile,
     )
 
@@ -356,20 +360,26 @@ class PlainRun:
 
 
 def plain_run(
-    config: ExperimentConfig, recompute: Recompute = False, progress: bool = True
+    config: ExperimentConfig,
+    recompute: Recompute = False,
+    progress: bool = True,
+    group: dist.ProcessGroup | None = None,
 ) -> PlainRun:
     """``plain_variant(config)``'s training, dense record and one-shot sweep."""
-    study = task_study(plain_variant(config), recompute, progress=progress)
+    study = task_study(plain_variant(config), recompute, progress=progress, group=group)
     return PlainRun(study.training(), study.dense(), study.one_shot())
 
 
 def task_report(
-    config: ExperimentConfig, recompute: Recompute = False, progress: bool = True
+    config: ExperimentConfig,
+    recompute: Recompute = False,
+    progress: bool = True,
+    group: dist.ProcessGroup | None = None,
 ) -> LimitReport:
     """Every stage of the task's study, computed or loaded: the |H| prediction with its spread
     and the certified G bounds over the same N examples, the actual one-shot limit and the
     retrained limit as the retraining budget doubles (``config.budget_doublings`` times)."""
-    study = task_study(config, recompute, progress=progress)
+    study = task_study(config, recompute, progress=progress, group=group)
     return study.run(certified=config.certified or False, budget_doublings=config.budget_doublings)
 
 

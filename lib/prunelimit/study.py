@@ -23,10 +23,11 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
+from torch import distributed as dist
 from torch import nn
 
 from prunelimit.certified import CertifiedLimit, certified_limit
@@ -71,6 +72,7 @@ from prunelimit.report import (
     SpectralPrediction,
     TrainingRecord,
 )
+from prunelimit.sharding import agreed, computed_on_first, from_first, shard, share_module
 from prunelimit.store import (
     ADDED_SETTING,
     EXECUTION_KNOB,
@@ -90,6 +92,10 @@ CurvatureRule = Literal["ggn", "abs", "flat"]
 CURVATURE_RULES: tuple[str, ...] = ("ggn", "abs", "flat")
 # The stages of a study as ``estimate`` names them ("prediction": "limit" or "certified")
 STAGES: tuple[str, ...] = ("train", "prediction", "one_shot", "retrained")
+Value = TypeVar("Value")
+# the stored stages whose curvature products a process group shares (every other stage runs on
+# the group's process 0 alone)
+SHARDED_STAGES = ("limit", "certified")
 
 
 def as_tensor_pair(data: Batch | Iterable[Batch], name: str) -> Batch:
@@ -280,7 +286,11 @@ class LimitStudy:
     retrain_epochs: the retraining budget per tried mask (0: no retraining; needs ``data.train``).
     store: the folder the stages are kept in (default: not kept). ``extra_provenance`` is added
     to every stored stage (e.g. a profile). ``recompute``: True, or a Unix time before which
-    stored stages are recomputed.
+    stored stages are recomputed. group: a torch.distributed process group whose processes all
+    build this study with the same arguments (e.g. under ``torchrun``): each takes its shard of
+    the curvature data and the curvature products are summed over the group; every other stage
+    (training, pruning, retraining) runs on its process 0, which alone stores results and shows
+    progress, and the others receive its results and weights. ``estimate`` runs in one process.
 
     >>> report = LimitStudy(model, data, recipe=Recipe(5, 0.01, coefficient=5e-5),
     ...                     store=Path("results/mine")).run()
@@ -307,6 +317,7 @@ class LimitStudy:
         device: torch.device | str | None = None,
         progress: bool = True,
         recompute: Recompute = False,
+        group: dist.ProcessGroup | None = None,
         **extra_provenance: JSONValue,
     ) -> None:
         if curvature_examples is not None:
@@ -339,7 +350,9 @@ class LimitStudy:
             seed=seed,
         )
         self.loss_fn: LossFunction = loss_fn or nn.CrossEntropyLoss()
-        self.progress, self.recompute = progress, recompute
+        self._group, self._shared = group, group is not None
+        self._first = group is None or dist.get_rank(group) == 0
+        self.progress, self.recompute = progress and self._first, recompute
         self.key = study_key(self.settings, model, data)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.store = Store(Path(store) / self.key, **extra_provenance) if store else None
@@ -376,13 +389,48 @@ class LimitStudy:
     # ------------------------------------------------------------------------- stage plumbing
     def _stage(self, name: str, compute: Callable[[], JSONValue]) -> JSONValue:
         if name not in self._stages:
-            if self.store is None:
-                self._stages[name] = compute()
-            else:
-                self._stages[name] = self.store.load_or_compute(
-                    name, compute, self.recompute, config=hashed_fields(self.settings)
-                )
+            shared = self._shared_stage if self._shared else self._stored_or_computed
+            self._stages[name] = shared(name, compute)
         return self._stages[name]
+
+    def _stored_or_computed(self, name: str, compute: Callable[[], JSONValue]) -> JSONValue:
+        if self.store is None:
+            return compute()
+        config = hashed_fields(self.settings)
+        return self.store.load_or_compute(name, compute, self.recompute, config=config)
+
+    def _shared_stage(self, name: str, compute: Callable[[], JSONValue]) -> JSONValue:
+        """A stage in a process group: a curvature stage not yet stored is computed by every
+        process (process 0 stores it), any other stage by process 0 alone; every process gets
+        process 0's result."""
+        assert self._group is not None
+        if name.startswith(SHARDED_STAGES):
+            store = self.store if self._first else None
+            stored = store is not None and store.is_fresh(name, self.recompute)
+            if not from_first(stored, self._group):
+                self._share_model()
+                result = self._stored_or_computed(name, compute) if self._first else compute()
+                return from_first(result if self._first else None, self._group)
+        alone = functools.partial(self._stored_or_computed, name, compute)
+        return computed_on_first(lambda: self._alone(alone), self._group)
+
+    def _alone(self, compute: Callable[[], Value]) -> Value:
+        """``compute()`` on this process without the group: the stages it needs are computed
+        (or loaded) here too."""
+        self._shared = False
+        try:
+            return compute()
+        finally:
+            self._shared = True
+
+    def _share_model(self) -> None:
+        """Every process gets process 0's trained weights (trained or loaded there)."""
+        assert self._group is not None
+        agreed(lambda: self._first and self._alone(lambda: self.model), self._group)
+        share_module(self._model, self._group)
+        if not self._first:
+            self.__dict__["_trained"] = ([], 0.0)  # trained on process 0: not here
+            self._model.eval()
 
     def _evaluate(self, batch: Batch, model: nn.Module | None = None) -> tuple[float, float | None]:
         """(loss, accuracy) of the model as it is now (accuracy None unless the targets are
@@ -443,13 +491,22 @@ class LimitStudy:
         float32 (the "abs" and "flat" rules), over the curvature data, on ``model``'s prunable
         weights; chunks of ``chunk_size`` (default: the study's spec of that rule)."""
         data, weights = self._data.curvature_set, prunable_parameters(model)
+        group = self._group if self._shared else None
+        if group is not None:
+            data = shard(data, dist.get_rank(group), dist.get_world_size(group))
         if ggn:
             chunk = chunk_size or self.settings.certified.chunk_size
             return GGNOperator(
-                model, self.loss_fn, data, weights, dtype=torch.float64, chunk_size=chunk
+                model,
+                self.loss_fn,
+                data,
+                weights,
+                dtype=torch.float64,
+                chunk_size=chunk,
+                group=group,
             )
         chunk = chunk_size or self.settings.hessian.chunk_size
-        return HessianOperator(model, self.loss_fn, data, weights, chunk_size=chunk)
+        return HessianOperator(model, self.loss_fn, data, weights, chunk_size=chunk, group=group)
 
     # ------------------------------------------------------------------------- the stages
     def training(self) -> TrainingRecord:
