@@ -360,6 +360,7 @@ class LimitStudy:
         # the starting weights (before training here), for rewinding in ``imp``
         self._initial_state = copy.deepcopy(self._model.state_dict()) if recipe else None
         self._stages: dict[str, JSONValue] = {}
+        self._model_shared = False  # in a group: whether every process has process 0's weights
 
     def _on_device(self, data: StudyData) -> StudyData:
         def moved(batch: Batch) -> Batch:
@@ -408,7 +409,7 @@ class LimitStudy:
             store = self.store if self._first else None
             stored = store is not None and store.is_fresh(name, self.recompute)
             if not from_first(stored, self._group):
-                self._share_model()
+                _ = self.model  # process 0's weights on every process
                 result = self._stored_or_computed(name, compute) if self._first else compute()
                 return from_first(result if self._first else None, self._group)
         alone = functools.partial(self._stored_or_computed, name, compute)
@@ -431,6 +432,7 @@ class LimitStudy:
         if not self._first:
             self.__dict__["_trained"] = ([], 0.0)  # trained on process 0: not here
             self._model.eval()
+        self._model_shared = True
 
     def _evaluate(self, batch: Batch, model: nn.Module | None = None) -> tuple[float, float | None]:
         """(loss, accuracy) of the model as it is now (accuracy None unless the targets are
@@ -476,7 +478,10 @@ class LimitStudy:
 
     @property
     def model(self) -> nn.Module:
-        """The trained model (trained, or loaded from its checkpoint, on first use)."""
+        """The trained model (trained, or loaded from its checkpoint, on first use; in a group,
+        on process 0, whose weights every process then gets)."""
+        if self._shared and not self._model_shared:
+            self._share_model()
         _ = self._trained
         return self._model
 

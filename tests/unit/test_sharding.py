@@ -113,13 +113,15 @@ def _sharded_study(rank: int, group: dist.ProcessGroup, folder: Path) -> dict[st
     store = folder / f"store-{rank}"
     study = _study(copy.deepcopy(model), store, group, **options)
     report = study.run(certified=True)
-    again = _study(copy.deepcopy(model), store, group, **options).run(certified=True)
+    loaded = _study(copy.deepcopy(model), store, group, **options)
+    again = loaded.run(certified=True)  # every stage loaded: the weights come from process 0
     result = {
         "predictions": _predictions(study),
         "limits": (report.one_shot.limit, report.retrained.limit),
         "again": (again.prediction.rho, again.certified.high, again.retrained.limit),
         "report": (report.prediction.rho, report.certified.high, report.retrained.limit),
         "weights": [p.detach().clone() for p in study.model.parameters()],
+        "loaded weights": [p.detach().clone() for p in loaded.model.parameters()],
     }
     if rank == 0:
         alone = _study(copy.deepcopy(study.model), None, None, eps=study.dense().eps)
@@ -193,8 +195,9 @@ def test_a_study_in_two_processes_trains_and_stores_on_the_first(tmp_path) -> No
     assert (tmp_path / "store-0").is_dir() and not (tmp_path / "store-1").exists()
     for name in ("predictions", "limits", "report", "again"):
         assert first[name] == second[name], name
-    for mine, theirs in zip(first["weights"], second["weights"], strict=True):
-        assert torch.equal(mine, theirs)
+    for weights in (first["weights"], second["loaded weights"], first["loaded weights"]):
+        for mine, theirs in zip(weights, second["weights"], strict=True):
+            assert torch.equal(mine, theirs)
     assert first["again"] == first["report"]  # the second run loads what the first stored
     alone, shared = first["alone"], first["predictions"]
     assert shared["abs"] == pytest.approx(alone["abs"], abs=1e-6)  # float32 products
