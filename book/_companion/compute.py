@@ -12,6 +12,7 @@ builds the book from them.
 
 import argparse
 import datetime
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ import torch
 from torch import distributed as dist
 
 from companion.tasks import TASKS, plain_run, task_config, task_report
+from prunelimit.sharding import computed_on_first
+from prunelimit.views import DataSpec, load_views
 
 
 def join_group(timeout: datetime.timedelta) -> dist.ProcessGroup | None:
@@ -33,6 +36,12 @@ def join_group(timeout: datetime.timedelta) -> dist.ProcessGroup | None:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend, timeout=timeout)
     return dist.group.WORLD
+
+
+def _fetched(data: DataSpec) -> bool:
+    """Load (and download, when the profile may) the data of a task; True."""
+    load_views(data)
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -51,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         for task in args.tasks:
             config = task_config(task, args.profile)
+            if group is not None:  # process 0 first, so that no two processes download the data
+                computed_on_first(functools.partial(_fetched, config.data), group)
             report = task_report(config, progress=first, group=group)
             plain_run(config, progress=first, group=group)
             if first:
