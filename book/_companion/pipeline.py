@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import papermill
 import yaml
 from jupyter_client.manager import AsyncKernelManager
 from papermill.execute import ERROR_MARKER_TAG
-from traitlets import CaselessStrEnum
+from traitlets import CaselessStrEnum, default
 
 from companion import check_profile
 from companion.environment import describe_provenance
@@ -50,9 +51,16 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 class LocalKernelManager(AsyncKernelManager):
     """Talks to the kernel over local sockets (IPC), not TCP ports: nothing listens on the network,
-    and ipykernel does not warn about an unencrypted TCP transport on every notebook."""
+    and ipykernel does not warn about an unencrypted TCP transport on every notebook. Each kernel's
+    socket files get a name of their own in the temporary folder (jupyter_client's default,
+    ``kernel-ipc-<n>`` in the working folder, is shared by two notebooks of one folder run side by
+    side, whose clients then talk to each other's kernels)."""
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    @default("ip")
+    def _own_socket_prefix(self) -> str:
+        return os.path.join(tempfile.gettempdir(), f"prunelimit-kernel-{uuid.uuid4().hex[:16]}")
 
 
 class NotebookError(RuntimeError):
@@ -325,7 +333,7 @@ def _site_files(project: Path, executed_dir: Path) -> dict[Path, Path]:
     """Relative path in the site -> file to copy there."""
     files = {Path(name): project / name for name in BOOK_CONFIG_FILES}
     for path in sorted((project / BOOK_FOLDER).rglob("*")):
-        # regular files only: a running kernel leaves sockets (kernel-ipc-N) beside its notebook
+        # regular files only (no sockets, folders or links)
         if not path.is_file() or "_build" in path.parts or ".ipynb_checkpoints" in path.parts:
             continue
         if _COMPANION in path.parts or is_text_notebook(path):

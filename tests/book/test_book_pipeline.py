@@ -7,6 +7,7 @@ import nbformat
 import pytest
 
 from companion.pipeline import (
+    LocalKernelManager,
     NotebookError,
     Page,
     book_pages,
@@ -237,3 +238,10 @@ def test_a_page_says_which_stored_results_it_used_and_where_they_came_from(
     note = cells[notes[0]].source
     assert "1 stored result (read 1 times from `results/smoke/demo/`; 0 computed" in note
     assert "with torch" in note and "profile smoke" in note and str(tmp_path) not in note
+
+
+def test_kernels_started_side_by_side_get_socket_files_of_their_own(tmp_path) -> None:
+    """Two notebooks of one folder run at once (make execute's jobs) must not share sockets."""
+    first, second = LocalKernelManager(), LocalKernelManager()
+    assert first.transport == "ipc" and first.ip != second.ip
+    assert os.path.isabs(first.ip) and not first.ip.startswith(os.getcwd())
