@@ -39,11 +39,12 @@ export PRUNELIMIT_TASKS := $(TASKS)
 endif
 TASK_EXECUTED := $(patsubst %,$(EXECUTED_DIR)/book/experiments/%.ipynb,$(TASK_PAGES))
 PAGES := $(shell find book -type f -not -path '*/_build/*' -not -path '*/__pycache__/*' | sort)
-# The longest notebooks first (the exact spectra, then the tasks), so that notebooks run side by
-# side finish close together.
-EXACT_SPECTRA := $(EXECUTED_DIR)/book/experiments/exact_spectra.ipynb
-EXECUTED := $(EXACT_SPECTRA) $(TASK_EXECUTED) \
-  $(filter-out $(EXACT_SPECTRA),$(patsubst %.md,$(EXECUTED_DIR)/%.ipynb,$(TEXT_NOTEBOOKS)))
+# The longest notebooks first (the exact spectra, Part IV's baselines, whose network the other
+# Part IV pages reuse, then the tasks), so that notebooks run side by side finish close together.
+FIRST := $(EXECUTED_DIR)/book/experiments/exact_spectra.ipynb \
+  $(EXECUTED_DIR)/book/heuristics/baselines.ipynb
+EXECUTED := $(FIRST) $(TASK_EXECUTED) \
+  $(filter-out $(FIRST),$(patsubst %.md,$(EXECUTED_DIR)/%.ipynb,$(TEXT_NOTEBOOKS)))
 # `make execute` runs JOBS notebooks side by side, each with CORES / JOBS threads: by default one
 # per core on one thread for the cpu and smoke profiles (two one-thread notebooks got through
 # 1.2-1.4x the work of one two-thread notebook on a 2-core machine), and one at a time for the
