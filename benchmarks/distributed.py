@@ -55,6 +55,7 @@ def _spawned(rank: int, size: int, repeats: int, address: str, results) -> None:
         seconds = product_seconds(dist.group.WORLD, torch.device("cpu"), repeats)
         if rank == 0:
             results.put(seconds)
+        dist.barrier()  # leave together: one leaving early can abort the other's gloo threads
     finally:
         dist.destroy_process_group()
 

@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             plain_run(config, progress=first, group=group)
             if first:
                 print(f"{task} ({args.profile}):\n{report}", flush=True)
+        if group is not None:  # leave together: one leaving early can abort the others
+            dist.barrier()
     finally:
         if group is not None:
             dist.destroy_process_group()

@@ -160,7 +160,8 @@ def _process(rank: int, job: str, folder: Path) -> None:
         torch.save(JOBS[job](rank, dist.group.WORLD, folder), folder / f"{rank}.pt")
     except Exception as error:
         (folder / f"{rank}.error").write_text(f"{type(error).__name__}: {error}")
-    finally:
+    finally:  # both tear down together: one leaving early can abort the other's gloo threads
+        dist.barrier()
         dist.destroy_process_group()
 
 
