@@ -410,7 +410,10 @@ class LimitStudy:
             stored = store is not None and store.is_fresh(name, self.recompute)
             if not from_first(stored, self._group):
                 _ = self.model  # process 0's weights on every process
-                result = self._stored_or_computed(name, compute) if self._first else compute()
+                result = agreed(  # process 0 stores: if that fails, the others stop too
+                    lambda: self._stored_or_computed(name, compute) if self._first else compute(),
+                    self._group,
+                )
                 return from_first(result if self._first else None, self._group)
         alone = functools.partial(self._stored_or_computed, name, compute)
         return computed_on_first(lambda: self._alone(alone), self._group)

@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from torch import distributed as dist
 from torch import nn
 
+from prunelimit import store as store_module
 from prunelimit.certified import certified_limit
 from prunelimit.curvature import DataChangedError, GGNOperator, HessianOperator
 from prunelimit.errors import NonFiniteLossError
@@ -136,6 +137,23 @@ def _fails_on_the_first(rank: int, group: dist.ProcessGroup, folder: Path) -> di
     return {}
 
 
+def _store_fails_on_the_first(rank: int, group: dist.ProcessGroup, folder: Path) -> dict[str, Any]:
+    """Both processes compute the |H| stage; process 0 cannot store it (its disk is full)."""
+    model, _ = _model_and_data()
+    study = _study(model, folder / "store", group, eps=EPS)
+    if rank == 0:
+        write = store_module.write_json_atomic
+
+        def refuse(path: Path, payload: Any) -> None:
+            if path.name.startswith("limit"):
+                raise OSError("disk full")
+            write(path, payload)
+
+        store_module.write_json_atomic = refuse  # type: ignore[assignment]
+    study.spectral_prediction()
+    return {}
+
+
 # each job: (rank, group, the test's folder) -> what the test compares
 JOBS: dict[str, Callable[[int, dist.ProcessGroup, Path], dict[str, Any]]] = {
     "study": _sharded_study,
@@ -143,6 +161,7 @@ JOBS: dict[str, Callable[[int, dist.ProcessGroup, Path], dict[str, Any]]] = {
     "built": _fails_when_built,
     "first": _fails_on_the_first,
     "product": _fails_in_a_product,
+    "stored": _store_fails_on_the_first,
 }
 
 
@@ -236,3 +255,10 @@ def test_a_stage_failing_on_the_first_process_stops_the_others(tmp_path) -> None
     first, second = _run_two("first", tmp_path)
     assert first.startswith("ValueError: need at least two batches of 128")
     assert second.startswith(f"{ShardFailedError.__name__}: process 0 failed (ValueError: need")
+
+
+def test_a_sharded_stage_process_0_cannot_store_stops_the_others(tmp_path) -> None:
+    first, second = _run_two("stored", tmp_path)
+    assert first == "OSError: disk full"
+    assert second.startswith(ShardFailedError.__name__)
+    assert "1 of the 2 processes failed" in second and "this is process 1" in second
