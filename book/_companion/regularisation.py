@@ -135,17 +135,20 @@ def findings(networks: list[Trained]) -> str:
         r_a, r_b = distance_at(a, 0.1), distance_at(b, 0.1)
         bounds_a, bounds_b = a.certified, b.certified
         assert bounds_a is not None and bounds_b is not None
-        changes = {
+        changes = {  # the prediction falls when its interval lies wholly below the other
             "R": r_b < r_a,
-            "the certified prediction (disjoint intervals)": bounds_b.high < bounds_a.low,
+            "the certified prediction": bounds_b.high < bounds_a.low,
             "the one-shot limit": b.one_shot.limit < a.one_shot.limit,
         }
         fell = [name for name, down in changes.items() if down]
         held = [name for name, down in changes.items() if not down]
+        overlap = " (the two certified intervals overlap)" if bounds_b.low <= bounds_a.high else ""
         verdict = (
             "all fall, as the paper says"
             if not held
-            else f"{' and '.join(fell) or 'none of them'} fell; {' and '.join(held)} did not, so "
+            else f"{' and '.join(fell) or 'none of them'} fell; {' and '.join(held)} did not"
+            + (overlap if not changes["the certified prediction"] else "")
+            + ", so "
             + ("the paper's reading holds only in part here" if fell else "it does not hold here")
         )
         sentences.append(
