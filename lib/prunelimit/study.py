@@ -922,7 +922,13 @@ class LimitStudy:
         copy of the model (a training epoch scaled from ``batches`` batches after one warm-up
         batch, one product of each curvature matrix used, one evaluation of the fixed examples)
         times their counts. Upper bounds: every retraining trial and the whole certified budget
-        are counted. Nothing is timed when nothing is left to compute."""
+        are counted. Nothing is timed when nothing is left to compute. One process only: a study
+        with a ``group`` refuses (its timed products would wait for the other processes)."""
+        if self._group is not None:
+            raise ValueError(
+                "estimate times units on one process: call it on a study built without group= "
+                "(a sharded product would wait for the other processes)"
+            )
         unknown = set(stages) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown stages {sorted(unknown)}: choose from {STAGES}")

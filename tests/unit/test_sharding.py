@@ -154,6 +154,12 @@ def _store_fails_on_the_first(rank: int, group: dist.ProcessGroup, folder: Path)
     return {}
 
 
+def _estimates(rank: int, group: dist.ProcessGroup, folder: Path) -> dict[str, Any]:
+    model, _ = _model_and_data()
+    _study(model, None, group, eps=EPS).estimate()
+    return {}
+
+
 # each job: (rank, group, the test's folder) -> what the test compares
 JOBS: dict[str, Callable[[int, dist.ProcessGroup, Path], dict[str, Any]]] = {
     "study": _sharded_study,
@@ -162,6 +168,7 @@ JOBS: dict[str, Callable[[int, dist.ProcessGroup, Path], dict[str, Any]]] = {
     "first": _fails_on_the_first,
     "product": _fails_in_a_product,
     "stored": _store_fails_on_the_first,
+    "estimate": _estimates,
 }
 
 
@@ -262,3 +269,8 @@ def test_a_sharded_stage_process_0_cannot_store_stops_the_others(tmp_path) -> No
     assert first == "OSError: disk full"
     assert second.startswith(ShardFailedError.__name__)
     assert "1 of the 2 processes failed" in second and "this is process 1" in second
+
+
+def test_a_sharded_study_refuses_to_estimate_instead_of_waiting(tmp_path) -> None:
+    for message in _run_two("estimate", tmp_path):
+        assert message.startswith("ValueError: estimate times units on one process"), message
