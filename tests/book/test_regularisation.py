@@ -44,8 +44,8 @@ def test_findings_name_what_fell_and_what_did_not() -> None:
     assert text.count("all fall, as the paper says") == 2
     text = findings(_networks(_report(4.0, 0.015, 0.025, 0.35)))
     assert (
-        "R fell; the certified prediction and the one-shot limit did not (the two certified "
-        "intervals overlap), so the paper's reading holds only in part here" in text
+        "R fell; the certified prediction (the two intervals overlap) and the one-shot limit "
+        "did not, so the paper's reading holds only in part here" in text
     )
     text = findings(_networks(_report(6.0, 0.015, 0.025, 0.35)))
     assert "none of them fell" in text and "it does not hold here" in text
