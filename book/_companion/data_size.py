@@ -85,8 +85,10 @@ class DataSizeStudy:
         return inputs[:size], targets[:size]
 
     def _point(self, rule: str, size: int, settings: dict, compute) -> dict:
-        """One stored point, keyed by what it depends on (not by the other sizes)."""
-        key = {"task": self.config.task, "rule": rule, "N": size, "seed": self.config.seed}
+        """One stored point, keyed by what it depends on (the task's trained network included,
+        not the other sizes)."""
+        key = {"task": self.config.task, "study": self.study.key, "rule": rule, "N": size}
+        key |= {"seed": self.config.seed}
         return self.store.load_or_compute(key | settings, compute, self.recompute)
 
     def ggn_point(self, size: int) -> dict:
