@@ -45,8 +45,8 @@ def agreed(compute: Callable[[], Value], group: dist.ProcessGroup | None) -> Val
     if failures.item():
         rank, size = dist.get_rank(group), dist.get_world_size(group)
         raise ShardFailedError(
-            f"{failures.item()} of the {size} processes failed on their shard of the data "
-            f"(this is process {rank}, which stops too): see their own error messages"
+            f"{failures.item()} of the {size} processes failed (this is process {rank}, which "
+            "stops too): see their own error messages"
         )
     return value
 

@@ -403,7 +403,8 @@ class LimitStudy:
     def _shared_stage(self, name: str, compute: Callable[[], JSONValue]) -> JSONValue:
         """A stage in a process group: a curvature stage not yet stored is computed by every
         process (process 0 stores it), any other stage by process 0 alone; every process gets
-        process 0's result."""
+        process 0's result. Every process must reach the same collectives in the same order:
+        process 0's extra work (its store, its progress) raises only outside the products."""
         assert self._group is not None
         if name.startswith(SHARDED_STAGES):
             store = self.store if self._first else None
