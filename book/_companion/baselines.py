@@ -214,16 +214,20 @@ def limits_table(per_seed: list[dict[str, float]], network: str = "") -> Table:
     return table(["method", *seeds, "mean ± s.e."], rows, caption)
 
 
-def findings(per_seed: list[dict[str, float]]) -> str:
+def findings(per_seed: list[dict[str, float]], imp_fraction: float) -> str:
     """The ranking, LOMP's retrained limit against each baseline (apart by more than twice
-    their combined standard error, or not), and the prediction against them."""
+    their combined standard error and, for IMP, than its step: its limit is known only to within
+    a factor 1 / (1 - ``imp_fraction``)), and the prediction against them."""
     summary = {m: mean_and_error([s[m] for s in per_seed]) for m in METHODS}
     ranked = sorted(summary, key=lambda m: summary[m][0])
     lomp, lomp_error = summary["LOMP (retrained)"]
+    imp_step = 1 / (1 - imp_fraction)
     comparisons = []
     for method in ("IMP with rewinding", "Smart-Ratio", "random", "layerwise magnitude"):
         other, error = summary[method]
+        step = imp_step if method == "IMP with rewinding" else 1.0
         apart = abs(other - lomp) > 2 * math.hypot(error, lomp_error)
+        apart = apart and max(other, lomp) > step * min(other, lomp)
         word = ("sparser than" if lomp < other else "denser than") if apart else "level with"
         comparisons.append(f"{word} {method} ({other:.3f})")
     top = max(s["G high"] for s in per_seed)
@@ -239,7 +243,8 @@ def findings(per_seed: list[dict[str, float]]) -> str:
         f"From sparsest to densest over {len(per_seed)} seeds: {'; '.join(ranked)}. "
         f"LOMP retrained on its mask ({lomp:.3f} ± {lomp_error:.3f}) is "
         + "; ".join(comparisons)
-        + " (apart: more than twice their combined standard error)."
+        + " (apart: more than twice their combined standard error, and for IMP a ratio beyond"
+        + f" its step, {imp_step:.2g}x)."
         + prediction
     )
 
@@ -275,7 +280,9 @@ def summary_table(per_task: dict[str, list[dict[str, float]]], profile: str) -> 
     return table(["method", *columns.values()], rows, caption)
 
 
-def task_sections(per_task: dict[str, list[dict[str, float]]], profile: str) -> list[Any]:
+def task_sections(
+    per_task: dict[str, list[dict[str, float]]], profile: str, imp_fraction: float
+) -> list[Any]:
     """Per task: a heading line with its network, the per-seed table and ``findings``."""
     parts: list[Any] = []
     for task, per_seed in per_task.items():
@@ -283,6 +290,6 @@ def task_sections(per_task: dict[str, list[dict[str, float]]], profile: str) -> 
         parts += [
             Markdown(f"**{label}** ({task} in the paper's registry)"),
             limits_table(per_seed, label),
-            Markdown(findings(per_seed)),
+            Markdown(findings(per_seed, imp_fraction)),
         ]
     return parts

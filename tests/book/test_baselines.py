@@ -45,11 +45,18 @@ def test_the_table_has_a_row_per_method_and_the_prediction() -> None:
 
 
 def test_findings_rank_the_methods_and_compare_them_with_lomp() -> None:
-    text = findings(per_seed())
+    text = findings(per_seed(), 0.2)
     assert text.startswith("From sparsest to densest over 3 seeds: LOMP (retrained); IMP")
     assert "level with IMP with rewinding (0.116)" in text  # 0.006 apart, errors 0.006 and 0.009
     assert "sparser than random (0.500)" in text and "sparser than Smart-Ratio" in text
     assert "keeps 22.0 times as many weights" in text  # 0.110 / 0.005
+
+
+def test_imp_is_apart_from_lomp_only_beyond_its_step() -> None:
+    seeds = [limits | {"IMP with rewinding": 0.0625} for limits in per_seed()]  # s.e. 0
+    assert "denser than IMP with rewinding" in findings(seeds, 0.2)  # 0.11 > 1.25 x 0.0625
+    coarse = findings(seeds, 0.5)  # 0.11 < 2 x 0.0625: within IMP's step
+    assert "level with IMP with rewinding" in coarse and "its step, 2x" in coarse
 
 
 def test_the_seed_configs_differ_only_in_seed_and_the_training_set() -> None:
