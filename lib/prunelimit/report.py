@@ -325,10 +325,11 @@ def agreement(reports: Sequence[LimitReport]) -> dict[str, Any]:
     predicted / actual (one-shot and retrained, in order); counts of the studies whose one-shot
     limit lies inside the kinematic bounds (SLQ rules only), whose one-shot or retrained limit
     lies inside the prediction's bounds, and whose whole bounds lie above the one-shot limit
-    (conservative) or below the retrained one (too optimistic)."""
+    (conservative) or below the retrained one (too optimistic). The retrained limit is
+    ``actual_retrained``'s: at the largest budget tried when the budget was doubled."""
     predicted = np.array([r.prediction.rho for r in reports])
     one_shot = np.array([r.one_shot.limit for r in reports])
-    retrained = np.array([r.retrained.limit if r.retrained else np.nan for r in reports])
+    retrained = np.array([a[0] if (a := actual_retrained(r)) else np.nan for r in reports])
     ranges = [(r.prediction.low, r.prediction.high) for r in reports]
     low, high = np.array(ranges).T
     counts: dict[str, Any] = {

@@ -1,10 +1,12 @@
 """The typed reports of a study and the agreement counts over several studies."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
 
 from prunelimit.report import (
+    BudgetRecord,
     LimitReport,
     OneShotRecord,
     Prediction,
@@ -78,6 +80,17 @@ def test_certified_predictions_are_counted_without_kinematic_bounds() -> None:
     assert counts["one-shot limit inside the spread"] == 1
     assert counts["retrained limit inside the spread"] == 0
     assert counts["whole spread below the retrained limit (too optimistic)"] == 1
+
+
+def test_the_retrained_limit_counted_is_the_largest_budget_s() -> None:
+    """With the budget doubled (1 epoch: 0.25, 2 epochs: 0.5), the 2-epoch limit is compared,
+    as the summary's verdicts compare it."""
+    budget = BudgetRecord([1, 2], [0.25, 0.5], [0.2, 0.4], [[], []], converged=False)
+    doubled = dataclasses.replace(report(0.5, (0.45, 0.55), (0.4, 0.6), 0.5, 0.25), budget=budget)
+    counts = agreement([doubled])
+    assert counts["predicted / actual retrained"] == pytest.approx([1.0])
+    assert counts["retrained limit inside the spread"] == 1
+    assert counts["whole spread below the retrained limit (too optimistic)"] == 0
 
 
 def test_a_prediction_says_what_its_bounds_are() -> None:
