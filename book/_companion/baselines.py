@@ -91,6 +91,20 @@ def network_sentence(config: BaselinesConfig, profile: str, extra: str = "") -> 
     )
 
 
+def page_introduction(config: BaselinesConfig, profile: str) -> str:
+    """Markdown for the top of the baselines page: each network's task and stand-in, the seeds
+    and IMP's fraction a round."""
+    tasks = [describe_task(seed_config(config, profile, 0, task)) for task in config.tasks]
+    seeds = ", ".join(map(str, config.seeds))
+    return "\n\n".join(
+        [
+            *tasks,
+            f"Seeds {seeds}: each seed trains its own network.",
+            f"IMP prunes {config.imp_fraction:.0%} of the weights left a round.",
+        ]
+    )
+
+
 def certified_spec(config: BaselinesConfig, profile: str) -> CertifiedSpec:
     """The profile's product budget for the certified G bounds, used on every Part IV page."""
     spec = seed_config(config, profile, 0).certified
@@ -226,8 +240,8 @@ def findings(per_seed: list[dict[str, float]], imp_fraction: float) -> str:
     for method in ("IMP with rewinding", "Smart-Ratio", "random", "layerwise magnitude"):
         other, error = summary[method]
         step = imp_step if method == "IMP with rewinding" else 1.0
-        apart = abs(other - lomp) > 2 * math.hypot(error, lomp_error)
-        apart = apart and max(other, lomp) > step * min(other, lomp)
+        beyond_errors = abs(other - lomp) > 2 * math.hypot(error, lomp_error)
+        apart = beyond_errors and max(other, lomp) > step * min(other, lomp)
         word = ("sparser than" if lomp < other else "denser than") if apart else "level with"
         comparisons.append(f"{word} {method} ({other:.3f})")
     top = max(s["G high"] for s in per_seed)

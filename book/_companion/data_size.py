@@ -87,8 +87,13 @@ class DataSizeStudy:
     def _point(self, rule: str, size: int, settings: dict, compute) -> dict:
         """One stored point, keyed by what it depends on (the task's trained network included,
         not the other sizes)."""
-        key = {"task": self.config.task, "study": self.study.key, "rule": rule, "N": size}
-        key |= {"seed": self.config.seed}
+        key = {
+            "task": self.config.task,
+            "study": self.study.key,
+            "rule": rule,
+            "N": size,
+            "seed": self.config.seed,
+        }
         return self.store.load_or_compute(key | settings, compute, self.recompute)
 
     def ggn_point(self, size: int) -> dict:

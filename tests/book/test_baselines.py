@@ -10,6 +10,7 @@ from companion.baselines import (
     findings,
     limits_table,
     mean_and_error,
+    page_introduction,
     seed_config,
     summary_table,
 )
@@ -82,3 +83,13 @@ def test_the_baselines_cover_a_fully_connected_and_a_convolutional_network() -> 
     assert models == ["fc5", "alexnet"] and config.task == "fc5-cifar10"
     alexnet = seed_config(config, "cpu", 2, "alexnet-cifar10")
     assert alexnet.seed == 2 and alexnet.data.train_limit == 10_000
+
+
+def test_the_page_introduction_names_the_networks_seeds_and_imp_fraction() -> None:
+    config = BaselinesConfig.for_profile("cpu")
+    text = page_introduction(config, "cpu")
+    assert text.count("**This page, profile `cpu`:**") == len(config.tasks) == 2
+    assert "Seeds 0, 1, 2: each seed trains its own network." in text
+    assert "IMP prunes 50% of the weights left a round." in text
+    full = page_introduction(BaselinesConfig.for_profile("full"), "full")
+    assert "IMP prunes 20% of the weights left a round." in full
